@@ -1,0 +1,5 @@
+/** The command table. Each command lives in its own module under src/cli/. */
+import type { Command } from './command.js';
+import { versionCommand } from './version-command.js';
+
+export const commands: Command[] = [versionCommand];

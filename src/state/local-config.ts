@@ -1,0 +1,175 @@
+/**
+ * The local cluster view: the workloads and services an agent knows about
+ * when it runs without a control plane (ztunnel's LOCAL_XDS_PATH analogue).
+ * The lab writes it from the manifests; the agent reads it. Parsed and
+ * validated once, then deep-frozen. Every error names the field.
+ */
+import { isIP } from 'node:net';
+import { ConfigError } from '../common/errors.js';
+
+export interface LocalWorkload {
+  /** Stable id, `<namespace>/<name>` for lab pods. */
+  readonly uid: string;
+  readonly name: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  /** Node the workload runs on (Pod spec.nodeName). */
+  readonly node: string;
+  /** Pod IP (status.podIP). */
+  readonly ip: string;
+  /** Path of the pod's network namespace, e.g. /var/run/netns/ambit-p-default-client. */
+  readonly netns?: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+export interface LocalServicePort {
+  readonly name?: string;
+  readonly port: number;
+  readonly targetPort: number;
+  readonly protocol: 'TCP' | 'UDP' | 'SCTP';
+}
+
+export interface LocalService {
+  readonly name: string;
+  readonly namespace: string;
+  /** `<name>.<namespace>.svc.<clusterDomain>` */
+  readonly hostname: string;
+  readonly vips: readonly string[];
+  readonly ports: readonly LocalServicePort[];
+  readonly selector: Readonly<Record<string, string>>;
+}
+
+export interface LocalNode {
+  readonly name: string;
+  /** The node's own (underlay) address in the lab. */
+  readonly ip: string;
+  /** Path of the node's network namespace. */
+  readonly netns?: string;
+}
+
+export interface LocalClusterConfig {
+  readonly trustDomain: string;
+  readonly clusterDomain: string;
+  readonly nodes: readonly LocalNode[];
+  readonly workloads: readonly LocalWorkload[];
+  readonly services: readonly LocalService[];
+}
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function str(o: Obj, key: string, where: string, optional = false): string {
+  const v = o[key];
+  if (v === undefined && optional) return '';
+  if (typeof v !== 'string' || v === '') throw new ConfigError(`${where}.${key} must be a non-empty string`);
+  return v;
+}
+
+function ip(o: Obj, key: string, where: string): string {
+  const v = str(o, key, where);
+  if (isIP(v) === 0) throw new ConfigError(`${where}.${key} must be an IP address, got '${v}'`);
+  return v;
+}
+
+function labels(v: unknown, where: string): Record<string, string> {
+  if (v === undefined) return {};
+  if (!isObj(v)) throw new ConfigError(`${where} must be a map of strings`);
+  for (const [k, val] of Object.entries(v)) {
+    if (typeof val !== 'string') throw new ConfigError(`${where}.${k} must be a string`);
+  }
+  return v as Record<string, string>;
+}
+
+function list(o: Obj, key: string, where: string): unknown[] {
+  const v = o[key];
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw new ConfigError(`${where}.${key} must be a list`);
+  return v;
+}
+
+function port(v: unknown, where: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) {
+    throw new ConfigError(`${where} must be a port number from 1 to 65535`);
+  }
+  return v;
+}
+
+function deepFreeze<T>(v: T): T {
+  if (typeof v === 'object' && v !== null) {
+    for (const child of Object.values(v)) deepFreeze(child);
+    Object.freeze(v);
+  }
+  return v;
+}
+
+/** Validates an already-decoded document (JSON or YAML). `source` names it in errors. */
+export function parseLocalClusterConfig(doc: unknown, source = 'cluster config'): LocalClusterConfig {
+  if (!isObj(doc)) throw new ConfigError(`${source}: the document must be a mapping`);
+  const trustDomain = doc.trustDomain === undefined ? 'cluster.local' : str(doc, 'trustDomain', source);
+  const clusterDomain = doc.clusterDomain === undefined ? 'cluster.local' : str(doc, 'clusterDomain', source);
+  const nodes = list(doc, 'nodes', source).map((n, i): LocalNode => {
+    const where = `${source}: nodes[${i}]`;
+    if (!isObj(n)) throw new ConfigError(`${where} must be a mapping`);
+    const netns = str(n, 'netns', where, true);
+    return { name: str(n, 'name', where), ip: ip(n, 'ip', where), ...(netns ? { netns } : {}) };
+  });
+  const seenIps = new Map<string, string>();
+  const workloads = list(doc, 'workloads', source).map((w, i): LocalWorkload => {
+    const where = `${source}: workloads[${i}]`;
+    if (!isObj(w)) throw new ConfigError(`${where} must be a mapping`);
+    const name = str(w, 'name', where);
+    const namespace = str(w, 'namespace', where);
+    const addr = ip(w, 'ip', where);
+    const uid = w.uid === undefined ? `${namespace}/${name}` : str(w, 'uid', where);
+    const prev = seenIps.get(addr);
+    if (prev) throw new ConfigError(`${where}.ip ${addr} is already used by workload ${prev}`);
+    seenIps.set(addr, uid);
+    const netns = str(w, 'netns', where, true);
+    return {
+      uid,
+      name,
+      namespace,
+      serviceAccount: w.serviceAccount === undefined ? 'default' : str(w, 'serviceAccount', where),
+      node: str(w, 'node', where),
+      ip: addr,
+      ...(netns ? { netns } : {}),
+      labels: labels(w.labels, `${where}.labels`),
+    };
+  });
+  const services = list(doc, 'services', source).map((s, i): LocalService => {
+    const where = `${source}: services[${i}]`;
+    if (!isObj(s)) throw new ConfigError(`${where} must be a mapping`);
+    const name = str(s, 'name', where);
+    const namespace = str(s, 'namespace', where);
+    const vips = list(s, 'vips', where).map((v, j) => {
+      if (typeof v !== 'string' || isIP(v) === 0) throw new ConfigError(`${where}.vips[${j}] must be an IP address`);
+      return v;
+    });
+    const ports = list(s, 'ports', where).map((p, j): LocalServicePort => {
+      const pw = `${where}.ports[${j}]`;
+      if (!isObj(p)) throw new ConfigError(`${pw} must be a mapping`);
+      const protocol = p.protocol === undefined ? 'TCP' : str(p, 'protocol', pw);
+      if (protocol !== 'TCP' && protocol !== 'UDP' && protocol !== 'SCTP') throw new ConfigError(`${pw}.protocol must be TCP, UDP or SCTP`);
+      const portNum = port(p.port, `${pw}.port`);
+      const pname = str(p, 'name', pw, true);
+      return {
+        ...(pname ? { name: pname } : {}),
+        port: portNum,
+        targetPort: p.targetPort === undefined ? portNum : port(p.targetPort, `${pw}.targetPort`),
+        protocol,
+      };
+    });
+    return {
+      name,
+      namespace,
+      hostname: s.hostname === undefined ? `${name}.${namespace}.svc.${clusterDomain}` : str(s, 'hostname', where),
+      vips,
+      ports,
+      selector: labels(s.selector, `${where}.selector`),
+    };
+  });
+  return deepFreeze({ trustDomain, clusterDomain, nodes, workloads, services });
+}
