@@ -20,6 +20,8 @@ export interface LocalWorkload {
   /** Path of the pod's network namespace, e.g. /var/run/netns/ambit-p-default-client. */
   readonly netns?: string;
   readonly labels: Readonly<Record<string, string>>;
+  /** HBONE (the default) when the workload is in the mesh (its namespace is ambient); NONE otherwise. */
+  readonly tunnelProtocol?: 'HBONE' | 'NONE';
 }
 
 export interface LocalServicePort {
@@ -97,6 +99,12 @@ function port(v: unknown, where: string): number {
   return v;
 }
 
+function tunnelProtocol(v: unknown, where: string): 'HBONE' | 'NONE' {
+  if (v === undefined) return 'HBONE';
+  if (v !== 'HBONE' && v !== 'NONE') throw new ConfigError(`${where} must be HBONE or NONE`);
+  return v;
+}
+
 function deepFreeze<T>(v: T): T {
   if (typeof v === 'object' && v !== null) {
     for (const child of Object.values(v)) deepFreeze(child);
@@ -137,6 +145,7 @@ export function parseLocalClusterConfig(doc: unknown, source = 'cluster config')
       ip: addr,
       ...(netns ? { netns } : {}),
       labels: labels(w.labels, `${where}.labels`),
+      tunnelProtocol: tunnelProtocol(w.tunnelProtocol, `${where}.tunnelProtocol`),
     };
   });
   const services = list(doc, 'services', source).map((s, i): LocalService => {

@@ -1,0 +1,77 @@
+/**
+ * Outbound routing: where a connection from a local workload to `host:port`
+ * goes. Pure (randomness injected) so every branch is unit-tested.
+ *   mesh workload IP          ─► HBONE to <pod ip>:15008, authority <pod ip>:<port>
+ *   service VIP / name + port ─► pick an endpoint ─► as above (or passthrough
+ *                                 when the endpoint is not in the mesh)
+ *   anything else             ─► passthrough (plain TCP to the original destination)
+ */
+import { isIP } from 'node:net';
+import { HBONE_PORT } from '../hbone/settings.js';
+import type { ClusterState } from '../state/cluster-state.js';
+import type { LocalService, LocalWorkload } from '../state/local-config.js';
+import { NoHealthyUpstreamError, UnresolvableHostError } from './errors.js';
+
+export type OutboundRoute =
+  | {
+      kind: 'hbone';
+      /** The peer's HBONE endpoint. */
+      hboneHost: string;
+      hbonePort: number;
+      /** CONNECT :authority, the final target ip:port. */
+      authority: string;
+      dstIdentity: string;
+      dstWorkload: LocalWorkload;
+      service?: LocalService;
+    }
+  | { kind: 'passthrough'; host: string; port: number; dstWorkload?: LocalWorkload; service?: LocalService }
+  | { kind: 'refuse'; error: Error };
+
+export function routeOutbound(state: ClusterState, src: LocalWorkload, host: string, port: number, random: () => number = Math.random): OutboundRoute {
+  let service: LocalService | undefined;
+  let dst: { workload?: LocalWorkload; ip: string; port: number };
+  if (isIP(host) === 0) {
+    service = state.serviceByName(host, src.namespace);
+    if (!service) {
+      const w = state.config.workloads.find((x) => x.name === host && x.namespace === src.namespace);
+      if (!w) return { kind: 'refuse', error: new UnresolvableHostError(host) };
+      dst = { workload: w, ip: w.ip, port };
+    } else {
+      const picked = pickEndpoint(state, service, port, random);
+      if (picked instanceof Error) return { kind: 'refuse', error: picked };
+      dst = picked;
+    }
+  } else {
+    service = state.serviceByVip(host);
+    if (service) {
+      const picked = pickEndpoint(state, service, port, random);
+      if (picked instanceof Error) return { kind: 'refuse', error: picked };
+      dst = picked;
+    } else {
+      const workload = state.workloadByIp(host);
+      dst = { ...(workload ? { workload } : {}), ip: host, port };
+    }
+  }
+  const w = dst.workload;
+  if (!w || w.tunnelProtocol === 'NONE') {
+    return { kind: 'passthrough', host: dst.ip, port: dst.port, ...(w ? { dstWorkload: w } : {}), ...(service ? { service } : {}) };
+  }
+  return {
+    kind: 'hbone',
+    hboneHost: w.ip,
+    hbonePort: HBONE_PORT,
+    authority: `${w.ip}:${dst.port}`,
+    dstIdentity: state.identityOf(w),
+    dstWorkload: w,
+    ...(service ? { service } : {}),
+  };
+}
+
+function pickEndpoint(state: ClusterState, svc: LocalService, port: number, random: () => number): { workload: LocalWorkload; ip: string; port: number } | Error {
+  const svcPort = svc.ports.find((p) => p.port === port && p.protocol === 'TCP');
+  if (!svcPort) return new NoHealthyUpstreamError(`${svc.hostname}:${port}`);
+  const eps = state.endpoints(svc, svcPort);
+  if (eps.length === 0) return new NoHealthyUpstreamError(`${svc.hostname}:${port}`);
+  const ep = eps[Math.min(eps.length - 1, Math.floor(random() * eps.length))] as (typeof eps)[number];
+  return { workload: ep.workload, ip: ep.workload.ip, port: ep.port };
+}

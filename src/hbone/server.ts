@@ -1,0 +1,340 @@
+/**
+ * HBONE server: mutual TLS 1.3 + HTTP/2 CONNECT, as ztunnel's inbound on 15008.
+ *
+ * Pipeline for one TCP connection (each step can refuse; refusals are counted):
+ *   raw socket ─► TLS (our cert chosen by local address; client cert required,
+ *   chained to the mesh roots) ─► ALPN must be h2 ─► client SPIFFE trust domain
+ *   must equal ours ─► HTTP/2 session ─► per stream:
+ *     method must be CONNECT (else 400) ─► :authority must be ip:port (else 400)
+ *     ─► policy hook (deny ⇒ 401) ─► target lookup (none ⇒ 503) ─► dial the
+ *     target (failure ⇒ 503) ─► 200 ─► bridge bytes until both ends close.
+ *
+ * The server knows nothing about agents: the caller supplies the identity for
+ * a local address, the target resolver and the dialer. The waypoint reuses it.
+ */
+import { constants as h2c, performServerHandshake, type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import type { Counter, Registry } from 'prom-client';
+import { Counter as PromCounter } from 'prom-client';
+import type { Clock } from '../common/clock.js';
+import { systemClock } from '../common/clock.js';
+import type { Logger } from '../common/logger.js';
+import { parseAuthority, type Authority } from './authority.js';
+import { bridge, h2Side, tcpSide, type BridgeResult } from './bridge.js';
+import { parseBaggage, parseForwarded, parseTraceParent, type ForwardedInfo, type TraceParent } from './headers.js';
+import * as S from './settings.js';
+import { peerIdentities, trustDomainOf, type TlsIdentity } from './tls-identity.js';
+
+/** What the server knows about one CONNECT when it asks where it goes. */
+export interface InboundRequest {
+  readonly authority: Authority;
+  /** The client's SPIFFE id from its certificate. */
+  readonly peerIdentity: string;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly localAddress: string;
+  readonly forwarded: ForwardedInfo;
+  readonly baggage: ReadonlyMap<string, string>;
+  readonly traceparent?: TraceParent;
+}
+
+export type TargetDecision =
+  | { kind: 'allow'; host: string; port: number }
+  | { kind: 'deny'; reason: string }
+  | { kind: 'unavailable'; reason: string };
+
+export interface InboundTunnelResult extends BridgeResult {
+  readonly request: InboundRequest;
+  readonly target: { host: string; port: number };
+  readonly durationMs: number;
+}
+
+export interface HboneServerOptions {
+  /** Our certificate for a connection arriving at `localAddress`; undefined refuses the connection. */
+  identityFor(localAddress: string): TlsIdentity | undefined;
+  /** Policy and target lookup for one CONNECT. Synchronous or async. */
+  resolveTarget(req: InboundRequest): TargetDecision | Promise<TargetDecision>;
+  /** Opens the upstream TCP connection (a connecting socket, allowHalfOpen). */
+  dial(target: { host: string; port: number }, req: InboundRequest): Socket;
+  logger: Logger;
+  registry?: Registry;
+  clock?: Clock;
+  handshakeTimeoutMs?: number;
+  upstreamConnectTimeoutMs?: number;
+  maxConcurrentStreams?: number;
+  /** Called once per tunnel that got a 200, when both ends are closed. */
+  onTunnelClosed?(result: InboundTunnelResult): void;
+}
+
+type RefusalReason =
+  | 'handshake_timeout'
+  | 'tls_error'
+  | 'no_identity'
+  | 'alpn'
+  | 'trust_domain'
+  | 'bad_method'
+  | 'bad_authority'
+  | 'denied'
+  | 'no_target'
+  | 'connect_failed'
+  | 'stream_reset';
+
+export class HboneServer {
+  readonly #opts: HboneServerOptions;
+  readonly #log: Logger;
+  readonly #clock: Clock;
+  readonly #sessions = new Set<ServerHttp2Session>();
+  readonly #rawSockets = new Set<Socket>();
+  readonly #servers = new Set<Server>();
+  readonly #tlsServers = new WeakMap<TlsIdentity, TlsServer>();
+  readonly #refused: Counter<'reason'> | undefined;
+  #closing = false;
+
+  constructor(opts: HboneServerOptions) {
+    this.#opts = opts;
+    this.#log = opts.logger.child({ component: 'hbone-server' });
+    this.#clock = opts.clock ?? systemClock;
+    this.#refused = opts.registry
+      ? new PromCounter({ name: 'ambit_hbone_inbound_refused_total', help: 'HBONE connections or streams refused by the server, by reason', labelNames: ['reason'], registers: [opts.registry] })
+      : undefined;
+  }
+
+  /** Listens on a TCP address; the returned server is closed by close()/destroy(). */
+  listen(port: number, host: string): Promise<Server> {
+    const server = createServer({ allowHalfOpen: false, pauseOnConnect: false }, (s) => this.handleConnection(s));
+    return this.#attachAndListen(server, () => server.listen(port, host));
+  }
+
+  /** Serves connections from an existing listener (e.g. one created inside a pod netns). */
+  serve(server: Server): void {
+    server.on('connection', (s: Socket) => this.handleConnection(s));
+    this.#servers.add(server);
+  }
+
+  #attachAndListen(server: Server, start: () => void): Promise<Server> {
+    this.#servers.add(server);
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.once('listening', () => {
+        server.off('error', reject);
+        resolve(server);
+      });
+      start();
+    });
+  }
+
+  get activeSessions(): number {
+    return this.#sessions.size;
+  }
+
+  /** Accepts one raw TCP connection. Never throws; every failure is a refusal. */
+  handleConnection(raw: Socket): void {
+    if (this.#closing) {
+      raw.destroy();
+      return;
+    }
+    raw.on('error', () => undefined);
+    this.#rawSockets.add(raw);
+    raw.once('close', () => this.#rawSockets.delete(raw));
+    const local = raw.localAddress ?? '';
+    const id = this.#opts.identityFor(local);
+    if (!id) {
+      this.#refuse('no_identity', { local });
+      raw.destroy();
+      return;
+    }
+    this.#tlsServerFor(id).emit('connection', raw);
+  }
+
+  /**
+   * One never-listening tls.Server per certificate: it owns the handshake
+   * (client cert required and verified, ALPN, handshake timeout), and we feed
+   * it raw sockets. A rotated certificate is a new TlsIdentity object, so it
+   * gets a new server; the old one is collected with its last connection.
+   */
+  #tlsServerFor(id: TlsIdentity): TlsServer {
+    let srv = this.#tlsServers.get(id);
+    if (srv) return srv;
+    srv = createTlsServer({
+      key: id.privateKeyPem,
+      cert: id.certChainPem.join('\n'),
+      ca: [...id.rootsPem],
+      minVersion: 'TLSv1.3',
+      maxVersion: 'TLSv1.3',
+      ciphers: S.TLS13_CIPHERSUITES,
+      requestCert: true,
+      rejectUnauthorized: true,
+      ALPNProtocols: [S.HBONE_ALPN],
+      handshakeTimeout: this.#opts.handshakeTimeoutMs ?? S.DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
+    });
+    srv.on('secureConnection', (tls: TLSSocket) => this.#onSecure(tls, id));
+    srv.on('tlsClientError', (err: Error & { code?: string }, tls: TLSSocket) => {
+      this.#refuse(err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'handshake_timeout' : 'tls_error', { remote: tls.remoteAddress, err: err.message });
+      tls.destroy();
+    });
+    this.#tlsServers.set(id, srv);
+    return srv;
+  }
+
+  #onSecure(tls: TLSSocket, id: TlsIdentity): void {
+    const remote = `${tls.remoteAddress}:${tls.remotePort}`;
+    if (tls.alpnProtocol !== S.HBONE_ALPN) {
+      this.#refuse('alpn', { remote, alpn: tls.alpnProtocol });
+      tls.destroy();
+      return;
+    }
+    const peers = peerIdentities(tls.getPeerX509Certificate());
+    let peerTd: string | undefined;
+    try {
+      peerTd = peers.length === 1 ? trustDomainOf(peers[0] as string) : undefined;
+    } catch {
+      peerTd = undefined;
+    }
+    if (peerTd === undefined || peerTd !== trustDomainOf(id.identity)) {
+      this.#refuse('trust_domain', { remote, peer: peers, want: trustDomainOf(id.identity) });
+      tls.destroy();
+      return;
+    }
+    const peerIdentity = peers[0] as string;
+    const session = performServerHandshake(tls, {
+      settings: {
+        initialWindowSize: S.DEFAULT_STREAM_WINDOW_BYTES,
+        maxFrameSize: S.DEFAULT_MAX_FRAME_BYTES,
+        maxConcurrentStreams: this.#opts.maxConcurrentStreams ?? S.DEFAULT_SERVER_MAX_CONCURRENT_STREAMS,
+        maxHeaderListSize: S.DEFAULT_SERVER_MAX_HEADER_LIST_BYTES,
+        enablePush: false,
+      },
+      maxSessionMemory: S.DEFAULT_MAX_SESSION_MEMORY_MB,
+    });
+    this.#sessions.add(session);
+    session.once('close', () => this.#sessions.delete(session));
+    session.on('error', (err: Error) => this.#log.debug({ remote, err: err.message }, 'hbone session error'));
+    session.once('connect', () => {
+      try {
+        session.setLocalWindowSize(S.DEFAULT_CONNECTION_WINDOW_BYTES);
+      } catch {
+        // the session closed before the window could be raised; nothing to tune
+      }
+    });
+    session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      this.#onStream(stream, headers, tls, peerIdentity).catch((err: unknown) => {
+        this.#log.error({ err }, 'BUG: unexpected error handling hbone stream');
+        stream.close(h2c.NGHTTP2_INTERNAL_ERROR);
+      });
+    });
+  }
+
+  async #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, tls: TLSSocket, peerIdentity: string): Promise<void> {
+    stream.on('error', () => undefined);
+    const started = this.#clock.now();
+    if (headers[':method'] !== 'CONNECT') {
+      this.#respondAndClose(stream, 400, 'bad_method', { method: headers[':method'] });
+      return;
+    }
+    const parsed = parseAuthority(headers[':authority']);
+    if (!parsed.ok) {
+      this.#respondAndClose(stream, 400, 'bad_authority', { reason: parsed.reason });
+      return;
+    }
+    const traceparent = parseTraceParent(headers.traceparent);
+    const req: InboundRequest = {
+      authority: parsed.value,
+      peerIdentity,
+      remoteAddress: tls.remoteAddress ?? '',
+      remotePort: tls.remotePort ?? 0,
+      localAddress: tls.localAddress ?? '',
+      forwarded: parseForwarded(headers.forwarded),
+      baggage: parseBaggage(headers.baggage),
+      ...(traceparent ? { traceparent } : {}),
+    };
+    const decision = await this.#opts.resolveTarget(req);
+    if (stream.destroyed) return;
+    if (decision.kind === 'deny') {
+      this.#respondAndClose(stream, 401, 'denied', { reason: decision.reason, peer: peerIdentity });
+      return;
+    }
+    if (decision.kind === 'unavailable') {
+      this.#respondAndClose(stream, 503, 'no_target', { reason: decision.reason });
+      return;
+    }
+    const target = { host: decision.host, port: decision.port };
+    const upstream = await this.#dialUpstream(target, req, stream);
+    if (!upstream) return;
+    stream.respond({ ':status': 200 });
+    const result = await bridge(h2Side(stream), tcpSide(upstream));
+    this.#opts.onTunnelClosed?.({ ...result, request: req, target, durationMs: this.#clock.now() - started });
+  }
+
+  /** Connects upstream before answering, so 200 means the target accepted. */
+  #dialUpstream(target: { host: string; port: number }, req: InboundRequest, stream: ServerHttp2Stream): Promise<Socket | undefined> {
+    return new Promise((resolve) => {
+      let upstream: Socket;
+      try {
+        upstream = this.#opts.dial(target, req);
+      } catch (err) {
+        this.#respondAndClose(stream, 503, 'connect_failed', { target, err: (err as Error).message });
+        resolve(undefined);
+        return;
+      }
+      const timer = this.#clock.setTimeout(() => fail(new Error('connect timed out')), this.#opts.upstreamConnectTimeoutMs ?? S.DEFAULT_CONNECT_TIMEOUT_MS);
+      const onAbort = (): void => {
+        // the client reset the stream while we were connecting: drop the upstream
+        timer.cancel();
+        upstream.off('error', fail);
+        upstream.destroy();
+        this.#refuse('stream_reset', {});
+        resolve(undefined);
+      };
+      const fail = (err: Error): void => {
+        timer.cancel();
+        stream.off('close', onAbort);
+        upstream.destroy();
+        this.#respondAndClose(stream, 503, 'connect_failed', { target, err: err.message });
+        resolve(undefined);
+      };
+      upstream.once('error', fail);
+      stream.once('close', onAbort);
+      upstream.once('connect', () => {
+        timer.cancel();
+        upstream.off('error', fail);
+        stream.off('close', onAbort);
+        resolve(upstream);
+      });
+    });
+  }
+
+  #respondAndClose(stream: ServerHttp2Stream, status: number, reason: RefusalReason, fields: Record<string, unknown>): void {
+    this.#refuse(reason, fields);
+    if (stream.destroyed || stream.closed) return;
+    try {
+      stream.respond({ ':status': status }, { endStream: true });
+    } catch {
+      stream.close(h2c.NGHTTP2_REFUSED_STREAM);
+    }
+  }
+
+  #refuse(reason: RefusalReason, fields: Record<string, unknown>): void {
+    this.#refused?.inc({ reason });
+    this.#log.debug({ reason, ...fields }, 'hbone refused');
+  }
+
+  /** Graceful: stop accepting, send GOAWAY, let open tunnels finish. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    const waits: Array<Promise<void>> = [];
+    for (const s of this.#servers) waits.push(new Promise((r) => s.close(() => r())));
+    for (const session of this.#sessions) {
+      waits.push(new Promise((r) => (session.closed ? r() : session.close(() => r()))));
+    }
+    await Promise.all(waits);
+  }
+
+  /** Immediate: drops every connection. */
+  destroy(): void {
+    this.#closing = true;
+    for (const s of this.#servers) s.close();
+    for (const session of this.#sessions) session.destroy();
+    for (const raw of this.#rawSockets) raw.destroy();
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * Read-only lookups over the cluster view: workloads by address, services by
+ * VIP or hostname, and a service's endpoints. Built once from a frozen
+ * LocalClusterConfig (the xDS-fed store of a later issue keeps this interface).
+ */
+import type { LocalClusterConfig, LocalService, LocalServicePort, LocalWorkload } from './local-config.js';
+
+export interface Endpoint {
+  readonly workload: LocalWorkload;
+  readonly port: number;
+}
+
+export class ClusterState {
+  readonly config: LocalClusterConfig;
+  readonly #byIp = new Map<string, LocalWorkload>();
+  readonly #svcByVip = new Map<string, LocalService>();
+  readonly #svcByName = new Map<string, LocalService>();
+
+  constructor(config: LocalClusterConfig) {
+    this.config = config;
+    for (const w of config.workloads) this.#byIp.set(w.ip, w);
+    for (const s of config.services) {
+      for (const vip of s.vips) this.#svcByVip.set(vip, s);
+      this.#svcByName.set(s.hostname, s);
+    }
+  }
+
+  workloadByIp(ip: string): LocalWorkload | undefined {
+    return this.#byIp.get(ip);
+  }
+
+  localWorkloads(node: string): LocalWorkload[] {
+    return this.config.workloads.filter((w) => w.node === node);
+  }
+
+  serviceByVip(vip: string): LocalService | undefined {
+    return this.#svcByVip.get(vip);
+  }
+
+  /**
+   * Resolves a DNS-style name as a pod in `fromNamespace` would: `<svc>`,
+   * `<svc>.<ns>`, `<svc>.<ns>.svc` and the fully qualified name.
+   */
+  serviceByName(name: string, fromNamespace: string): LocalService | undefined {
+    const domain = this.config.clusterDomain;
+    const n = name.replace(/\.$/, '').toLowerCase();
+    const dots = n.split('.').length - 1;
+    const candidates = dots === 0 ? [`${n}.${fromNamespace}.svc.${domain}`] : dots === 1 ? [`${n}.svc.${domain}`] : dots === 2 && n.endsWith('.svc') ? [`${n}.${domain}`] : [n];
+    for (const c of candidates) {
+      const s = this.#svcByName.get(c);
+      if (s) return s;
+    }
+    return undefined;
+  }
+
+  /** Endpoints of a service port: workloads in the service's namespace whose labels match the selector. */
+  endpoints(svc: LocalService, port: LocalServicePort): Endpoint[] {
+    const sel = Object.entries(svc.selector);
+    if (sel.length === 0) return [];
+    return this.config.workloads
+      .filter((w) => w.namespace === svc.namespace && sel.every(([k, v]) => w.labels[k] === v))
+      .map((workload) => ({ workload, port: port.targetPort }));
+  }
+
+  identityOf(w: LocalWorkload): string {
+    return `spiffe://${this.config.trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`;
+  }
+}
