@@ -42,6 +42,7 @@ export interface InboundRequest {
 export type TargetDecision =
   | { kind: 'allow'; host: string; port: number }
   | { kind: 'deny'; reason: string }
+  | { kind: 'bad_request'; reason: string }
   | { kind: 'unavailable'; reason: string };
 
 export interface InboundTunnelResult extends BridgeResult {
@@ -63,8 +64,12 @@ export interface HboneServerOptions {
   handshakeTimeoutMs?: number;
   upstreamConnectTimeoutMs?: number;
   maxConcurrentStreams?: number;
+  /** Called when a tunnel got its 200 and starts carrying bytes. */
+  onTunnelOpened?(req: InboundRequest, target: { host: string; port: number }): void;
   /** Called once per tunnel that got a 200, when both ends are closed. */
   onTunnelClosed?(result: InboundTunnelResult): void;
+  /** Called when a CONNECT is refused (400/401/503); `status` is what the client got. */
+  onTunnelRefused?(req: InboundRequest, status: number, reason: string): void;
 }
 
 type RefusalReason =
@@ -250,18 +255,20 @@ export class HboneServer {
     };
     const decision = await this.#opts.resolveTarget(req);
     if (stream.destroyed) return;
-    if (decision.kind === 'deny') {
-      this.#respondAndClose(stream, 401, 'denied', { reason: decision.reason, peer: peerIdentity });
-      return;
-    }
-    if (decision.kind === 'unavailable') {
-      this.#respondAndClose(stream, 503, 'no_target', { reason: decision.reason });
+    if (decision.kind !== 'allow') {
+      const [status, reason]: [number, RefusalReason] = decision.kind === 'deny' ? [401, 'denied'] : decision.kind === 'bad_request' ? [400, 'bad_authority'] : [503, 'no_target'];
+      this.#respondAndClose(stream, status, reason, { reason: decision.reason, peer: peerIdentity });
+      this.#opts.onTunnelRefused?.(req, status, decision.reason);
       return;
     }
     const target = { host: decision.host, port: decision.port };
     const upstream = await this.#dialUpstream(target, req, stream);
-    if (!upstream) return;
+    if (!upstream) {
+      this.#opts.onTunnelRefused?.(req, 503, `connect to ${target.host}:${target.port} failed`);
+      return;
+    }
     stream.respond({ ':status': 200 });
+    this.#opts.onTunnelOpened?.(req, target);
     const result = await bridge(h2Side(stream), tcpSide(upstream));
     this.#opts.onTunnelClosed?.({ ...result, request: req, target, durationMs: this.#clock.now() - started });
   }

@@ -25,6 +25,8 @@ export interface ConnectFromNetnsOptions extends SocketTcpOptions {
   /** An IP literal, for the same reason as ListenInNetnsOptions.address. */
   host: string;
   port: number;
+  /** Keep the write side open after the peer's FIN (for byte-faithful TCP relays). */
+  allowHalfOpen?: boolean;
 }
 
 /**
@@ -88,7 +90,7 @@ export async function listenInNetns(
  * 'connect'/'error' as with net.connect().
  */
 export function connectFromNetns(binding: NativeBinding = loadNativeBinding(), opts: ConnectFromNetnsOptions): net.Socket {
-  const { netns, host, port, ...native } = opts;
+  const { netns, host, port, allowHalfOpen, ...native } = opts;
   const family = net.isIP(host);
   if (family !== 4 && family !== 6) throw new TypeError(`host must be an IP literal, got ${JSON.stringify(host)}`);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`port must be 1-65535, got ${port}`);
@@ -102,7 +104,7 @@ export function connectFromNetns(binding: NativeBinding = loadNativeBinding(), o
   let sock: net.Socket;
   try {
     // readable/writable default to false for fd sockets, which would make a dead stream.
-    sock = new net.Socket({ fd, readable: true, writable: true });
+    sock = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: allowHalfOpen === true });
   } catch (err) {
     closeIfStillOurs(binding, fd, ino);
     throw err;

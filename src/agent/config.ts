@@ -1,0 +1,36 @@
+/**
+ * Agent configuration: parsed and validated once from flags, then frozen.
+ * Ports and marks default to ztunnel's so existing NetworkPolicies, probes
+ * and dashboards keep working (ztunnel.md §2, §4.2).
+ */
+import type { LogFormat, LogLevel } from '../common/logger.js';
+
+export const DEFAULT_ADMIN_PORT = 15000;
+export const DEFAULT_METRICS_PORT = 15020;
+export const DEFAULT_READINESS_PORT = 15021;
+export const DEFAULT_SOCKS5_PORT = 15080;
+export const DEFAULT_INBOUND_PORT = 15008;
+/** SO_MARK on every socket the agent opens from a pod netns, so redirection rules skip it. */
+export const DEFAULT_PACKET_MARK = 0x539;
+export const DEFAULT_DRAIN_DEADLINE_MS = 5_000;
+export const DEFAULT_CERT_TTL_SECONDS = 24 * 60 * 60;
+
+/** Ports the agent itself listens on inside a pod; tunnelling to them is refused (self-call loop). */
+export const ILLEGAL_TARGET_PORTS: ReadonlySet<number> = new Set([15001, 15006, 15008, 15080]);
+
+export interface AgentConfig {
+  readonly node: string;
+  readonly clusterFile: string;
+  readonly caDir: string;
+  readonly readyFile?: string;
+  readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
+  readonly adminPort: number;
+  readonly metricsPort: number;
+  readonly readinessPort: number;
+  readonly socks5Port: number;
+  readonly inboundPort: number;
+  readonly packetMark: number;
+  readonly drainDeadlineMs: number;
+  readonly certTtlSeconds: number;
+}

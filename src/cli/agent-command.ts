@@ -1,0 +1,70 @@
+/** `ambit agent`: the node agent (ztunnel analogue) for one node. */
+import { Agent } from '../agent/agent.js';
+import * as D from '../agent/config.js';
+import type { AgentConfig } from '../agent/config.js';
+import { createLogger, LOG_LEVELS } from '../common/logger.js';
+import { createRegistry } from '../common/metrics.js';
+import { loadNativeBinding } from '../native/load.js';
+import { enumFlag, intFlag, requiredString, stringFlag, type Command, type ParsedArgs } from './command.js';
+
+function parseConfig(args: ParsedArgs): AgentConfig {
+  const readyFile = stringFlag(args, 'ready-file');
+  return Object.freeze({
+    node: requiredString(args, 'agent', 'node'),
+    clusterFile: requiredString(args, 'agent', 'cluster'),
+    caDir: stringFlag(args, 'ca-dir', '/var/run/ambit/ca') as string,
+    ...(readyFile ? { readyFile } : {}),
+    logLevel: enumFlag(args, 'log-level', LOG_LEVELS, 'info'),
+    logFormat: enumFlag(args, 'log-format', ['json', 'pretty'] as const, 'json'),
+    adminPort: intFlag(args, 'admin-port', D.DEFAULT_ADMIN_PORT, [1, 65535]),
+    metricsPort: intFlag(args, 'metrics-port', D.DEFAULT_METRICS_PORT, [1, 65535]),
+    readinessPort: intFlag(args, 'readiness-port', D.DEFAULT_READINESS_PORT, [1, 65535]),
+    socks5Port: intFlag(args, 'socks5-port', D.DEFAULT_SOCKS5_PORT, [1, 65535]),
+    inboundPort: D.DEFAULT_INBOUND_PORT,
+    packetMark: intFlag(args, 'packet-mark', D.DEFAULT_PACKET_MARK, [1, 0xffffffff]),
+    drainDeadlineMs: intFlag(args, 'drain-deadline-ms', D.DEFAULT_DRAIN_DEADLINE_MS, [0, 3_600_000]),
+    certTtlSeconds: intFlag(args, 'cert-ttl-seconds', D.DEFAULT_CERT_TTL_SECONDS, [60, 365 * 24 * 3600]),
+  });
+}
+
+export const agentCommand: Command = {
+  name: 'agent',
+  summary: 'run the node agent: HBONE inbound (15008) and SOCKS5 outbound (15080) in every local pod',
+  usage: '--node <name> --cluster <file> [flags]',
+  flags: {
+    node: { type: 'string', help: 'this node name (pods with spec.nodeName equal to it are served)' },
+    cluster: { type: 'string', help: 'cluster view file (JSON/YAML: nodes, workloads, services), as written by ambit lab up' },
+    'ca-dir': { type: 'string', help: 'local CA directory shared by the agents of one machine', default: '/var/run/ambit/ca' },
+    'ready-file': { type: 'string', help: 'file written once every local workload is serving' },
+    'log-level': { type: 'string', help: `one of ${LOG_LEVELS.join(', ')}`, default: 'info' },
+    'log-format': { type: 'string', help: 'json or pretty', default: 'json' },
+    'admin-port': { type: 'string', help: 'admin port on 127.0.0.1 (/config_dump, /quitquitquit)', default: String(D.DEFAULT_ADMIN_PORT) },
+    'metrics-port': { type: 'string', help: 'Prometheus metrics port', default: String(D.DEFAULT_METRICS_PORT) },
+    'readiness-port': { type: 'string', help: 'readiness port (/healthz/ready)', default: String(D.DEFAULT_READINESS_PORT) },
+    'socks5-port': { type: 'string', help: 'SOCKS5 outbound port on 127.0.0.1 in each pod', default: String(D.DEFAULT_SOCKS5_PORT) },
+    'packet-mark': { type: 'string', help: 'SO_MARK for sockets opened from pod namespaces', default: String(D.DEFAULT_PACKET_MARK) },
+    'drain-deadline-ms': { type: 'string', help: 'how long open connections may finish on shutdown', default: String(D.DEFAULT_DRAIN_DEADLINE_MS) },
+    'cert-ttl-seconds': { type: 'string', help: 'workload certificate lifetime', default: String(D.DEFAULT_CERT_TTL_SECONDS) },
+  },
+  details: 'Runs until SIGTERM/SIGINT or POST /quitquitquit, then drains open connections up to the drain deadline.',
+  async run(args) {
+    const cfg = parseConfig(args);
+    const logger = createLogger({ level: cfg.logLevel, format: cfg.logFormat, base: { node: cfg.node } });
+    const agent = await Agent.start(cfg, { native: loadNativeBinding(), logger, registry: createRegistry({ processMetrics: true }) });
+    return new Promise<number>((resolve) => {
+      let stopping = false;
+      const stop = (why: string): void => {
+        if (stopping) return;
+        stopping = true;
+        logger.info({ why }, 'agent shutting down');
+        void agent.close().then(() => {
+          logger.flush();
+          resolve(0);
+        });
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+      agent.onQuit(() => stop('/quitquitquit'));
+    });
+  },
+};
