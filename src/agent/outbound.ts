@@ -14,6 +14,7 @@ import { bridge, h2Side, tcpSide } from '../hbone/bridge.js';
 import { HboneConnectError, HboneConnectTimeoutError, HboneError, HboneIdentityMismatchError, HboneStatusError, HboneTlsError } from '../hbone/errors.js';
 import { formatBaggage, formatForwarded, newTraceParent } from '../hbone/headers.js';
 import type { HbonePool } from '../hbone/pool.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../hbone/settings.js';
 import type { NativeBinding } from '../native/binding.js';
 import { connectFromNetns } from '../native/sockets.js';
 import type { ClusterState } from '../state/cluster-state.js';
@@ -34,6 +35,7 @@ export interface OutboundDeps {
 }
 
 const MAX_SOCKS_HANDSHAKE_BYTES = 600;
+const PASSTHROUGH_CONNECT_TIMEOUT_MS = DEFAULT_CONNECT_TIMEOUT_MS;
 
 export function handleSocksConnection(client: Socket, src: LocalWorkload, d: OutboundDeps): void {
   client.on('error', () => undefined);
@@ -160,10 +162,19 @@ function openPassthrough(src: LocalWorkload, host: string, port: number, d: Outb
       return;
     }
     const s = connectFromNetns(d.native, { netns: src.netns, host, port, mark: d.packetMark, allowHalfOpen: true });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`passthrough connect to ${host}:${port} timed out after ${PASSTHROUGH_CONNECT_TIMEOUT_MS}ms`));
+    }, PASSTHROUGH_CONNECT_TIMEOUT_MS);
     s.once('connect', () => {
-      s.off('error', reject);
+      clearTimeout(timer);
+      s.off('error', onError);
       resolve(s);
     });
-    s.once('error', reject);
+    const onError = (err: Error): void => {
+      clearTimeout(timer);
+      reject(err);
+    };
+    s.once('error', onError);
   });
 }
