@@ -108,8 +108,8 @@ export class Agent {
   }
 
   /** Starts the agent; resolves once the admin endpoints are up (pods come up in the background). */
-  static async start(cfg: AgentConfig, world: AgentWorld): Promise<Agent> {
-    const state = await loadClusterFile(cfg.clusterFile);
+  static async start(cfg: AgentConfig, world: AgentWorld, preloaded?: ClusterState): Promise<Agent> {
+    const state = preloaded ?? (await loadClusterFile(cfg.clusterFile));
     if (!state.config.nodes.some((n) => n.name === cfg.node) && !state.config.workloads.some((w) => w.node === cfg.node)) {
       throw new ConfigError(`node '${cfg.node}' is not in ${cfg.clusterFile}; known nodes: ${state.config.nodes.map((n) => n.name).join(', ') || '(none)'}`);
     }

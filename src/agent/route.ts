@@ -7,6 +7,7 @@
  *   anything else             ─► passthrough (plain TCP to the original destination)
  */
 import { isIP } from 'node:net';
+import { formatAuthority } from '../hbone/authority.js';
 import { HBONE_PORT } from '../hbone/settings.js';
 import type { ClusterState } from '../state/cluster-state.js';
 import type { LocalService, LocalWorkload } from '../state/local-config.js';
@@ -60,7 +61,7 @@ export function routeOutbound(state: ClusterState, src: LocalWorkload, host: str
     kind: 'hbone',
     hboneHost: w.ip,
     hbonePort: HBONE_PORT,
-    authority: `${w.ip}:${dst.port}`,
+    authority: formatAuthority(w.ip, dst.port),
     dstIdentity: state.identityOf(w),
     dstWorkload: w,
     ...(service ? { service } : {}),

@@ -1,5 +1,5 @@
 /** `ambit agent`: the node agent (ztunnel analogue) for one node. */
-import { Agent } from '../agent/agent.js';
+import { Agent, loadClusterFile } from '../agent/agent.js';
 import * as D from '../agent/config.js';
 import type { AgentConfig } from '../agent/config.js';
 import { createLogger, LOG_LEVELS } from '../common/logger.js';
@@ -50,7 +50,9 @@ export const agentCommand: Command = {
   async run(args) {
     const cfg = parseConfig(args);
     const logger = createLogger({ level: cfg.logLevel, format: cfg.logFormat, base: { node: cfg.node } });
-    const agent = await Agent.start(cfg, { native: loadNativeBinding(), logger, registry: createRegistry({ processMetrics: true }) });
+    // Validate the cluster file before anything that needs privileges or the addon, so a bad file exits 64.
+    const state = await loadClusterFile(cfg.clusterFile);
+    const agent = await Agent.start(cfg, { native: loadNativeBinding(), logger, registry: createRegistry({ processMetrics: true }) }, state);
     return new Promise<number>((resolve) => {
       let stopping = false;
       const stop = (why: string): void => {

@@ -25,7 +25,7 @@ export function parseAuthority(raw: unknown): AuthorityResult {
     if (close < 0 || raw[close + 1] !== ':') return { ok: false, reason: `malformed authority '${raw}'` };
     host = raw.slice(1, close);
     portText = raw.slice(close + 2);
-    if (isIP(host) !== 6) return { ok: false, reason: `authority host '${host}' is not an ipv6 address` };
+    if (isIP(host) !== 6 || host.includes('%')) return { ok: false, reason: `authority host '${host}' is not an ipv6 address` };
   } else {
     const colon = raw.lastIndexOf(':');
     if (colon <= 0) return { ok: false, reason: `authority '${raw}' is not ip:port` };

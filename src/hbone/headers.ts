@@ -35,7 +35,12 @@ export interface TraceParent {
 export function formatBaggage(src: SourceWorkloadInfo): string {
   const parts: string[] = [];
   const add = (k: string, v: string | undefined): void => {
-    if (v) parts.push(`${k}=${encodeURIComponent(v)}`);
+    if (!v) return;
+    try {
+      parts.push(`${k}=${encodeURIComponent(v)}`);
+    } catch {
+      // a value with a lone surrogate cannot be encoded; baggage is advisory, so skip it
+    }
   };
   add('k8s.cluster.name', src.cluster);
   add('k8s.namespace.name', src.namespace);
@@ -56,6 +61,7 @@ export function parseBaggage(raw: unknown): Map<string, string> {
     const eq = kv?.indexOf('=') ?? -1;
     if (!kv || eq <= 0) continue;
     const key = kv.slice(0, eq).trim();
+    if (key === '') continue;
     try {
       out.set(key, decodeURIComponent(kv.slice(eq + 1).trim()));
     } catch {

@@ -82,7 +82,8 @@ function labels(v: unknown, where: string): Record<string, string> {
   for (const [k, val] of Object.entries(v)) {
     if (typeof val !== 'string') throw new ConfigError(`${where}.${k} must be a string`);
   }
-  return v as Record<string, string>;
+  // a copy: freezing the result must not freeze the caller's objects
+  return { ...v } as Record<string, string>;
 }
 
 function list(o: Obj, key: string, where: string): unknown[] {
