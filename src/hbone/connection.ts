@@ -27,6 +27,7 @@ import {
   HboneStreamResetError,
   HboneTlsError,
 } from './errors.js';
+import { EagerWriteTransport } from './eager-write-transport.js';
 import * as S from './settings.js';
 import { peerIdentities, secureContextFor, type TlsIdentity } from './tls-identity.js';
 
@@ -144,7 +145,7 @@ export class HboneConnection extends EventEmitter {
           return;
         }
         const session = h2connect(`https://${o.address}`, {
-          createConnection: () => t,
+          createConnection: () => new EagerWriteTransport(t),
           settings: {
             initialWindowSize: S.DEFAULT_STREAM_WINDOW_BYTES,
             maxFrameSize: S.DEFAULT_MAX_FRAME_BYTES,
