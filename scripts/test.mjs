@@ -55,7 +55,7 @@ for (const suite of suites) {
   }
   const tapFile = join(tapDir, `${suite}.tap`);
   const args = ['--test', '--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${tapFile}`];
-  const status = run(`${suite} tests`, process.execPath, [...args, '--test-concurrency=1', '--enable-source-maps', dir], { env: { ...process.env, NODE_OPTIONS: '' } });
+  const status = run(`${suite} tests`, process.execPath, [...args, '--test-concurrency=1', '--test-timeout=120000', '--enable-source-maps', dir], { env: { ...process.env, NODE_OPTIONS: '' } });
   if (existsSync(tapFile)) addTotals(tapFile);
   if (status !== 0) process.exit(status);
 }

@@ -68,12 +68,16 @@ export function bridge(a: BridgeSide, b: BridgeSide): Promise<BridgeResult> {
   });
 }
 
-/** An HTTP/2 stream as a bridge side: resetting it sends RST_STREAM(CANCEL). */
+/**
+ * An HTTP/2 stream as a bridge side. Resetting it sends RST_STREAM alone:
+ * Node's stream.close(code) would first send END_STREAM, which the peer
+ * would rightly forward as a FIN before the reset.
+ */
 export function h2Side(stream: Http2Stream): BridgeSide {
   return {
     stream,
     reset: () => {
-      if (!stream.closed) stream.close(0x8 /* NGHTTP2_CANCEL */);
+      if (!stream.destroyed) stream.destroy(new Error('peer side of the tunnel was reset'));
     },
     closedAbnormally: () => (stream.rstCode ?? 0) !== 0 || !stream.readableEnded,
   };

@@ -36,16 +36,23 @@ export function echoServer(): Server {
 export function digestServer(reply: Buffer = Buffer.alloc(0)): Server {
   return createServer({ allowHalfOpen: true }, (s) => {
     s.on('error', () => undefined);
-    const h = createHash('sha256');
-    let n = 0;
-    s.on('data', (c: Buffer) => {
-      h.update(c);
-      n += c.length;
-    });
-    s.on('end', () => {
-      s.write(`${h.digest('hex')} ${n}\n`);
+    void hashUntilEnd(s).then(({ digest, bytes }) => {
+      s.write(`${digest} ${bytes}\n`);
       s.end(reply);
     });
+  });
+}
+
+/** Hashes everything a socket receives; resolves at the peer's FIN. */
+export function hashUntilEnd(s: Socket): Promise<{ digest: string; bytes: number }> {
+  return new Promise((resolve) => {
+    const h = createHash('sha256');
+    let bytes = 0;
+    s.on('data', (c: Buffer) => {
+      h.update(c);
+      bytes += c.length;
+    });
+    s.once('end', () => resolve({ digest: h.digest('hex'), bytes }));
   });
 }
 
@@ -56,13 +63,7 @@ export function digestServer(reply: Buffer = Buffer.alloc(0)): Server {
 export function duplexServer(toClient: Buffer, onReceived: (digest: string, bytes: number) => void): Server {
   return createServer({ allowHalfOpen: true }, (s) => {
     s.on('error', () => undefined);
-    const h = createHash('sha256');
-    let n = 0;
-    s.on('data', (c: Buffer) => {
-      h.update(c);
-      n += c.length;
-    });
-    s.on('end', () => onReceived(h.digest('hex'), n));
+    void hashUntilEnd(s).then(({ digest, bytes }) => onReceived(digest, bytes));
     s.end(toClient);
   });
 }

@@ -16,7 +16,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Server, Socket } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -33,7 +33,7 @@ import { connectFromNetns, listenInNetns } from '../../src/native/sockets.js';
 import type { LocalWorkload } from '../../src/state/local-config.js';
 import { ephemeralCa, issueIdentity } from '../helpers/mesh-certs.js';
 import { assertPrivileged, requiresRoot } from '../helpers/privileged.js';
-import { payload, readAll, sha256 } from '../helpers/tcp.js';
+import { hashUntilEnd, payload, readAll, sha256 } from '../helpers/tcp.js';
 
 const FIXTURE = join(fileURLToPath(new URL('../../../test/fixtures/bench/', import.meta.url)), 'two-pods.yaml');
 const NS = 'bench';
@@ -138,27 +138,15 @@ async function setUp(t: TestContext): Promise<Rig> {
   const duplexReceived: Array<{ digest: string; bytes: number }> = [];
   const duplexReply = payload(BULK);
   await target(PORT.duplex, (s) => {
-    const h = createHash('sha256');
-    let n = 0;
-    s.on('data', (c: Buffer) => {
-      h.update(c);
-      n += c.length;
-    });
-    s.on('end', () => duplexReceived.push({ digest: h.digest('hex'), bytes: n }));
+    void hashUntilEnd(s).then((r) => duplexReceived.push(r));
     s.end(duplexReply);
   });
   // echo: writes back everything, ends when the client ends
   await target(PORT.echo, (s) => s.pipe(s));
   // digest: reads to the client's FIN, then answers "<sha256> <bytes>\n" + 1 MiB and ends
   await target(PORT.digest, (s) => {
-    const h = createHash('sha256');
-    let n = 0;
-    s.on('data', (c: Buffer) => {
-      h.update(c);
-      n += c.length;
-    });
-    s.on('end', () => {
-      s.write(`${h.digest('hex')} ${n}\n`);
+    void hashUntilEnd(s).then(({ digest, bytes }) => {
+      s.write(`${digest} ${bytes}\n`);
       s.end(digestReply);
     });
   });

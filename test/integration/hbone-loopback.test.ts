@@ -161,7 +161,7 @@ describe('hbone tunnel bytes', () => {
       const s2 = await pool.openTunnel(key(), `127.0.0.1:${port}`);
       s2.on('error', () => undefined);
       const c2 = await nthConn(1);
-      s2.close(h2c.NGHTTP2_CANCEL);
+      s2.destroy(new Error('client aborted')); // RST_STREAM without END_STREAM
       assert.equal(await c2.closedWithError, true, 'target should see a reset, not a clean close');
     } finally {
       pool.destroy();
