@@ -125,11 +125,6 @@ export class Agent {
     this.#onQuit = fn;
   }
 
-  /** Resolves when every local workload is serving. */
-  async ready(): Promise<void> {
-    while (this.#pending.size > 0 && !this.#closed) await new Promise((r) => setTimeout(r, 20));
-  }
-
   get localWorkloads(): LocalWorkload[] {
     return this.#state.localWorkloads(this.#cfg.node).filter((w) => w.tunnelProtocol !== 'NONE');
   }

@@ -14,26 +14,6 @@ export class AmbitError extends Error {
   }
 }
 
-/** Walks the `cause` chain and reports whether any link is an instance of `cls`. */
-export function isCausedBy<T extends Error>(err: unknown, cls: abstract new (...args: never[]) => T): err is T {
-  let cur: unknown = err;
-  for (let depth = 0; cur instanceof Error && depth < 16; depth++) {
-    if (cur instanceof cls) return true;
-    cur = cur.cause;
-  }
-  return false;
-}
-
-/** Finds the first error in the `cause` chain (including `err`) that is an instance of `cls`. */
-export function findCause<T extends Error>(err: unknown, cls: abstract new (...args: never[]) => T): T | undefined {
-  let cur: unknown = err;
-  for (let depth = 0; cur instanceof Error && depth < 16; depth++) {
-    if (cur instanceof cls) return cur;
-    cur = cur.cause;
-  }
-  return undefined;
-}
-
 /** Invalid configuration (flags, files, env). The CLI exits with code 64 (EX_USAGE). */
 export class ConfigError extends AmbitError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -59,7 +59,6 @@ export class HboneConnection extends EventEmitter {
   #state: ConnectionState = 'connecting';
   #session: ClientHttp2Session | undefined;
   #active = 0;
-  #total = 0;
   #pingTimer: Timer | undefined;
   #pingDeadline: Timer | undefined;
   readonly #opts: HboneConnectOptions;
@@ -84,10 +83,6 @@ export class HboneConnection extends EventEmitter {
 
   get activeStreams(): number {
     return this.#active;
-  }
-
-  get totalStreams(): number {
-    return this.#total;
   }
 
   #transition(to: ConnectionState): boolean {
@@ -204,7 +199,6 @@ export class HboneConnection extends EventEmitter {
   tryReserve(limit: number): boolean {
     if (this.#state !== 'ready' || this.#active >= limit) return false;
     this.#active++;
-    this.#total++;
     return true;
   }
 

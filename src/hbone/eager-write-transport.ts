@@ -55,9 +55,4 @@ export class EagerWriteTransport extends Duplex {
     this.#inner.destroy(err ?? undefined);
     cb(err);
   }
-
-  /** Bytes accepted but not yet handed to the kernel (bounded by the peer's windows). */
-  get queuedBytes(): number {
-    return this.#inner.writableLength;
-  }
 }

@@ -129,10 +129,6 @@ export class HboneServer {
     });
   }
 
-  get activeSessions(): number {
-    return this.#sessions.size;
-  }
-
   /** Accepts one raw TCP connection. Never throws; every failure is a refusal. */
   handleConnection(raw: Socket): void {
     if (this.#closing) {
