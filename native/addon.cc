@@ -7,8 +7,12 @@
 #include <climits>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "netns_socket.h"
+#include "poller.h"
+#include "seqpacket.h"
+#include "splice.h"
 
 namespace ambit {
 namespace {
@@ -102,6 +106,16 @@ Napi::Object AddressObject(Napi::Env env, const sockaddr_storage& ss) {
   return o;
 }
 
+std::string PathArg(Napi::Env env, const Napi::Value& v, const char* name) {
+  if (!v.IsString()) ThrowType(env, std::string(name) + " must be a string");
+  std::string s = v.As<Napi::String>().Utf8Value();
+  if (s.empty() || s.find('\0') != std::string::npos) ThrowType(env, std::string(name) + " must be non-empty without NUL bytes");
+  return s;
+}
+
+// Largest datagram seqpacketRecv will take in one call.
+constexpr double kMaxRecvBytes = 64 * 1024 * 1024;
+
 }  // namespace
 
 class AmbitNative : public Napi::Addon<AmbitNative> {
@@ -115,11 +129,21 @@ class AmbitNative : public Napi::Addon<AmbitNative> {
                              InstanceMethod("getMark", &AmbitNative::GetMark),
                              InstanceMethod("nsType", &AmbitNative::NsType),
                              InstanceMethod("closeFd", &AmbitNative::CloseFd),
+                             InstanceMethod("seqpacketListen", &AmbitNative::SeqpacketListen),
+                             InstanceMethod("seqpacketConnect", &AmbitNative::SeqpacketConnect),
+                             InstanceMethod("seqpacketAccept", &AmbitNative::SeqpacketAccept),
+                             InstanceMethod("seqpacketSend", &AmbitNative::SeqpacketSend),
+                             InstanceMethod("seqpacketRecv", &AmbitNative::SeqpacketRecv),
+                             InstanceMethod("spliceStart", &AmbitNative::SpliceStartM),
+                             InstanceMethod("dupFd", &AmbitNative::DupFdM),
+                             InstanceValue("Poller", Poller::Define(env), napi_enumerable),
                              InstanceValue("CLONE_NEWNET", Napi::Number::New(env, CLONE_NEWNET), napi_enumerable),
                          });
   }
 
  private:
+  std::vector<uint8_t> recv_buf_;
+
   // (netns, address, port, opts?) -> fd
   Napi::Value ListenTcpInNetns(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -199,6 +223,79 @@ class AmbitNative : public Napi::Addon<AmbitNative> {
     if (!st.ok()) ThrowSys(env, st);
     return Napi::Number::New(env, type);
   }
+
+  // (path, backlog) -> fd
+  Napi::Value SeqpacketListen(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string path = PathArg(env, info[0], "path");
+    int backlog = static_cast<int>(ToInteger(env, info[1], "backlog", 1, INT_MAX));
+    int fd = -1;
+    SysStatus st = ambit::SeqpacketListen(path.c_str(), backlog, &fd);
+    if (!st.ok()) ThrowSys(env, st);
+    return Napi::Number::New(env, fd);
+  }
+
+  // (path) -> fd
+  Napi::Value SeqpacketConnect(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string path = PathArg(env, info[0], "path");
+    int fd = -1;
+    SysStatus st = ambit::SeqpacketConnect(path.c_str(), &fd);
+    if (!st.ok()) ThrowSys(env, st);
+    return Napi::Number::New(env, fd);
+  }
+
+  // (listenFd) -> fd | -1
+  Napi::Value SeqpacketAccept(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int fd = -1;
+    SysStatus st = ambit::SeqpacketAccept(ToFd(env, info[0]), &fd);
+    if (!st.ok()) ThrowSys(env, st);
+    return Napi::Number::New(env, fd);
+  }
+
+  // (fd, data: Buffer, passFd?) -> bytes | -1
+  Napi::Value SeqpacketSend(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int fd = ToFd(env, info[0]);
+    if (!info[1].IsBuffer()) ThrowType(env, "data must be a Buffer");
+    auto data = info[1].As<Napi::Buffer<uint8_t>>();
+    int pass = -1;
+    if (info.Length() > 2 && !info[2].IsUndefined()) pass = ToFd(env, info[2], "passFd");
+    ssize_t sent = 0;
+    SysStatus st = ambit::SeqpacketSend(fd, data.Data(), data.Length(), pass, &sent);
+    if (!st.ok()) ThrowSys(env, st);
+    return Napi::Number::New(env, static_cast<double>(sent));
+  }
+
+  // (fd, maxBytes) -> {data, fds, truncated} | {eof: true} | null
+  Napi::Value SeqpacketRecv(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int fd = ToFd(env, info[0]);
+    auto cap = static_cast<size_t>(ToInteger(env, info[1], "maxBytes", 1, kMaxRecvBytes));
+    // One receive buffer per addon instance (per env), grown on demand, not zeroed per call.
+    if (recv_buf_.size() < cap) recv_buf_.resize(cap);
+    uint8_t* buf = recv_buf_.data();
+    SeqpacketMessage msg;
+    bool would_block = false;
+    SysStatus st = ambit::SeqpacketRecv(fd, buf, cap, &msg, &would_block);
+    if (!st.ok()) ThrowSys(env, st);
+    if (would_block) return env.Null();
+    Napi::Object o = Napi::Object::New(env);
+    if (msg.eof) {
+      o.Set("eof", true);
+      return o;
+    }
+    Napi::Array fds = Napi::Array::New(env, msg.fds.size());
+    for (size_t i = 0; i < msg.fds.size(); i++) fds.Set(static_cast<uint32_t>(i), msg.fds[i]);
+    o.Set("data", Napi::Buffer<uint8_t>::Copy(env, buf, msg.bytes));
+    o.Set("fds", fds);
+    o.Set("truncated", msg.truncated);
+    return o;
+  }
+
+  Napi::Value SpliceStartM(const Napi::CallbackInfo& info) { return ambit::SpliceStart(info); }
+  Napi::Value DupFdM(const Napi::CallbackInfo& info) { return ambit::DupFd(info); }
 
   Napi::Value CloseFd(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

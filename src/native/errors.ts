@@ -62,6 +62,13 @@ export class NativeFdUnavailableError extends AmbitError {
   }
 }
 
+/** A seqpacket socket or server was closed (locally, or by the peer) before the operation completed. */
+export class NativeSocketClosedError extends AmbitError {
+  constructor(what = 'the seqpacket socket') {
+    super('AMBIT_ERR_NATIVE_SOCKET_CLOSED', `${what} is closed; open a new connection`);
+  }
+}
+
 function netnsName(netns: NetnsRef | undefined): string {
   if (netns === undefined) return 'the target netns';
   return typeof netns === 'number' ? `netns fd ${netns}` : netns;
