@@ -17,6 +17,7 @@ const TOOLS = {
   nghttpx: 'nghttp2-proxy',
   tinyproxy: 'tinyproxy',
   curl: 'curl',
+  tcpdump: 'tcpdump',
   python3: 'python3',
 };
 

@@ -22,13 +22,15 @@ import { LocalCa } from '../identity/local-ca.js';
 import { SecretManager } from '../identity/secret-manager.js';
 import type { NativeBinding } from '../native/binding.js';
 import { connectFromNetns, listenInNetns } from '../native/sockets.js';
+import { install as installRedirect } from '../redirect/installer.js';
 import { ClusterState } from '../state/cluster-state.js';
 import { parseLocalClusterConfig, type LocalWorkload } from '../state/local-config.js';
 import { adminHandler, listenHttp, metricsHandler, readinessHandler } from './admin.js';
 import { WorkloadCertificates } from './certs.js';
 import type { AgentConfig } from './config.js';
-import { createInboundServer } from './inbound.js';
-import { handleSocksConnection } from './outbound.js';
+import { createInboundServer, handlePlaintextInbound, type InboundDeps } from './inbound.js';
+import { handleCapturedOutbound, handleSocksConnection, type OutboundDeps } from './outbound.js';
+import { DEFAULT_INBOUND_PLAINTEXT_PORT, DEFAULT_OUTBOUND_CAPTURE_PORT } from './config.js';
 import { Telemetry } from './telemetry.js';
 
 export interface AgentWorld {
@@ -38,6 +40,8 @@ export interface AgentWorld {
   clock?: Clock;
   /** Defaults to the local CA in config.caDir. */
   certificateSource?: CertificateSource;
+  /** Installs the capture rules in a pod netns (default: nftables, iptables fallback). */
+  installRedirect?: (netns: string) => Promise<unknown>;
 }
 
 const WORKLOAD_RETRY_MS = 5_000;
@@ -61,6 +65,8 @@ export async function loadClusterFile(path: string): Promise<ClusterState> {
 export class Agent {
   readonly #cfg: AgentConfig;
   readonly #w: Required<Omit<AgentWorld, 'certificateSource'>>;
+  readonly #captured = new Set<string>();
+  readonly #inboundDeps: InboundDeps;
   readonly #log: Logger;
   readonly #state: ClusterState;
   readonly #secrets: SecretManager;
@@ -77,7 +83,7 @@ export class Agent {
 
   private constructor(cfg: AgentConfig, state: ClusterState, world: AgentWorld, source: CertificateSource) {
     this.#cfg = cfg;
-    this.#w = { clock: systemClock, ...world };
+    this.#w = { clock: systemClock, installRedirect: (netns) => installRedirect(netns), ...world };
     this.#log = world.logger.child({ component: 'agent', node: cfg.node });
     this.#state = state;
     this.#secrets = new SecretManager({ source, clock: this.#w.clock, ttlSeconds: cfg.certTtlSeconds, logger: world.logger });
@@ -94,7 +100,7 @@ export class Agent {
         return connectFromNetns(world.native, { netns: src.netns, host: dst.host, port: dst.port, mark: cfg.packetMark });
       },
     });
-    this.#inbound = createInboundServer({
+    this.#inboundDeps = {
       state,
       node: cfg.node,
       certs: this.#certs,
@@ -103,7 +109,9 @@ export class Agent {
       logger: world.logger,
       registry: world.registry,
       packetMark: cfg.packetMark,
-    });
+      captured: (w) => this.#captured.has(w.uid),
+    };
+    this.#inbound = createInboundServer(this.#inboundDeps);
     new Gauge({ name: 'istio_build', help: 'Istio component build info', labelNames: ['component', 'tag'], registers: [world.registry] }).set({ component: 'ztunnel', tag: 'ambit-0.1.0' }, 1);
   }
 
@@ -155,18 +163,29 @@ export class Agent {
       const hbone = await listenInNetns(this.#w.native, { netns: w.netns, address: '0.0.0.0', port: this.#cfg.inboundPort, reusePort: true, mark: this.#cfg.packetMark });
       opened.push(hbone);
       this.#inbound.serve(hbone);
-      const socks = await listenInNetns(this.#w.native, { netns: w.netns, address: '127.0.0.1', port: this.#cfg.socks5Port, reusePort: true, server: { allowHalfOpen: true } });
+      const out: OutboundDeps = { state: this.#state, pool: this.#pool, native: this.#w.native, telemetry: this.#telemetry, logger: this.#w.logger, packetMark: this.#cfg.packetMark };
+      const listen = (address: string, port: number) => listenInNetns(this.#w.native, { netns: w.netns as string, address, port, reusePort: true, server: { allowHalfOpen: true } });
+      const socks = await listen('127.0.0.1', this.#cfg.socks5Port);
       opened.push(socks);
-      socks.on('connection', (s) =>
-        handleSocksConnection(s, w, { state: this.#state, pool: this.#pool, native: this.#w.native, telemetry: this.#telemetry, logger: this.#w.logger, packetMark: this.#cfg.packetMark }),
-      );
+      socks.on('connection', (s) => handleSocksConnection(s, w, out));
+      if (this.#cfg.capture) {
+        // Listeners first, rules second: nothing is captured before something accepts it.
+        const outbound = await listen('0.0.0.0', DEFAULT_OUTBOUND_CAPTURE_PORT);
+        opened.push(outbound);
+        outbound.on('connection', (s) => handleCapturedOutbound(s, w, out));
+        const plaintext = await listen('0.0.0.0', DEFAULT_INBOUND_PLAINTEXT_PORT);
+        opened.push(plaintext);
+        plaintext.on('connection', (s) => handlePlaintextInbound(s, w, this.#inboundDeps));
+        await this.#w.installRedirect(w.netns);
+        this.#captured.add(w.uid);
+      }
       if (this.#closed) {
         for (const s of opened) s.close();
         return;
       }
       this.#listeners.push(...opened);
       this.#pending.delete(key);
-      this.#log.info({ workload: `${w.namespace}/${w.name}`, ip: w.ip, identity: this.#state.identityOf(w) }, 'workload proxy started');
+      this.#log.info({ workload: `${w.namespace}/${w.name}`, ip: w.ip, identity: this.#state.identityOf(w), captured: this.#captured.has(w.uid) }, 'workload proxy started');
       if (this.#pending.size === 0) await this.#markReady();
     } catch (e) {
       for (const s of opened) s.close();

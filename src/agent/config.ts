@@ -10,6 +10,8 @@ export const DEFAULT_METRICS_PORT = 15020;
 export const DEFAULT_READINESS_PORT = 15021;
 export const DEFAULT_SOCKS5_PORT = 15080;
 export const DEFAULT_INBOUND_PORT = 15008;
+export const DEFAULT_OUTBOUND_CAPTURE_PORT = 15001;
+export const DEFAULT_INBOUND_PLAINTEXT_PORT = 15006;
 /** SO_MARK on every socket the agent opens from a pod netns, so redirection rules skip it. */
 export const DEFAULT_PACKET_MARK = 0x539;
 export const DEFAULT_DRAIN_DEADLINE_MS = 5_000;
@@ -30,6 +32,8 @@ export interface AgentConfig {
   readonly readinessPort: number;
   readonly socks5Port: number;
   readonly inboundPort: number;
+  /** Install in-pod redirection and serve 15001/15006 (transparent capture). */
+  readonly capture: boolean;
   readonly packetMark: number;
   readonly drainDeadlineMs: number;
   readonly certTtlSeconds: number;

@@ -1,19 +1,25 @@
 /**
- * Inbound: the HBONE server for the node's pods. Each pod gets its own
- * listener on 15008 inside its own netns (created natively), so the local
- * address of an accepted connection is the pod IP, which selects the pod's
- * certificate and bounds what the tunnel may reach: only that pod's own IP,
- * never the agent's ports.
+ * Inbound, two entries per pod, both inside the pod's own netns:
+ * - HBONE on 15008: the local address of an accepted connection is the pod
+ *   IP, which selects the pod's certificate and bounds what the tunnel may
+ *   reach: only that pod's own IP, never the agent's ports.
+ * - plaintext on 15006 (captured by the redirection rules): traffic from
+ *   outside the mesh, allowed (PERMISSIVE) and counted as not mTLS.
+ * Where the pod's traffic is captured, the connection to the app keeps the
+ * original client address as its source, as ztunnel does.
  */
 import type { Socket } from 'node:net';
+import { bridge, tcpSide } from '../hbone/bridge.js';
 import type { Logger } from '../common/logger.js';
 import type { Registry } from 'prom-client';
 import { HboneServer } from '../hbone/server.js';
 import type { NativeBinding } from '../native/binding.js';
-import { connectFromNetns } from '../native/sockets.js';
+import { originalDst } from '../native/sockets.js';
 import type { ClusterState } from '../state/cluster-state.js';
+import type { LocalWorkload } from '../state/local-config.js';
 import type { WorkloadCertificates } from './certs.js';
 import { ILLEGAL_TARGET_PORTS } from './config.js';
+import { dialPod, startPodDial } from './dial.js';
 import type { ConnectionRecord, Telemetry } from './telemetry.js';
 
 export interface InboundDeps {
@@ -25,6 +31,8 @@ export interface InboundDeps {
   logger: Logger;
   registry: Registry;
   packetMark: number;
+  /** True when the pod's traffic is captured (its rules route spoofed-source replies back). */
+  captured(w: LocalWorkload): boolean;
 }
 
 export function createInboundServer(d: InboundDeps): HboneServer {
@@ -65,7 +73,7 @@ export function createInboundServer(d: InboundDeps): HboneServer {
     dial: (target, req): Socket => {
       const w = local(req.localAddress);
       if (!w?.netns) throw new Error(`workload at ${req.localAddress} has no network namespace`);
-      return connectFromNetns(d.native, { netns: w.netns, host: target.host, port: target.port, mark: d.packetMark, allowHalfOpen: true });
+      return startPodDial(d.native, { netns: w.netns, host: target.host, port: target.port, mark: d.packetMark, ...(d.captured(w) ? { spoofSource: req.remoteAddress } : {}) });
     },
     onTunnelOpened: (req) => {
       started.set(req, Date.now());
@@ -85,4 +93,51 @@ export function createInboundServer(d: InboundDeps): HboneServer {
       });
     },
   });
+}
+
+/** A plaintext connection captured on 15006 in pod `w`: deliver it to the app. */
+export function handlePlaintextInbound(client: Socket, w: LocalWorkload, d: InboundDeps): void {
+  client.on('error', () => undefined);
+  client.pause();
+  const remote = (client.remoteAddress ?? '').replace(/^::ffff:/, '');
+  let dst: { address: string; port: number };
+  try {
+    dst = originalDst(d.native, client);
+  } catch {
+    client.resetAndDestroy();
+    return;
+  }
+  const src = d.state.workloadByIp(remote);
+  const rec = {
+    direction: 'inbound' as const,
+    srcAddr: `${remote}:${client.remotePort ?? 0}`,
+    ...(src ? { srcWorkload: src } : {}),
+    dstAddr: `${dst.address}:${dst.port}`,
+    dstWorkload: w,
+    dstIdentity: d.state.identityOf(w),
+    mtls: false,
+    clusterId: 'Kubernetes',
+  };
+  if (dst.address !== w.ip || ILLEGAL_TARGET_PORTS.has(dst.port) || !w.netns) {
+    d.telemetry.failed(rec, 'CONNECT', `plaintext inbound to ${dst.address}:${dst.port} is not this pod's application`);
+    client.resetAndDestroy();
+    return;
+  }
+  const started = Date.now();
+  dialPod(d.native, { netns: w.netns, host: w.ip, port: dst.port, mark: d.packetMark, ...(d.captured(w) ? { spoofSource: remote } : {}) }).then(
+    async (upstream) => {
+      if (client.destroyed) {
+        upstream.destroy();
+        return;
+      }
+      d.telemetry.opened(rec);
+      client.resume();
+      const r = await bridge(tcpSide(client), tcpSide(upstream));
+      d.telemetry.closed(rec, { bytesSent: r.bytesBtoA, bytesRecv: r.bytesAtoB, durationMs: Date.now() - started, responseFlags: '-', ...(r.error ? { error: r.error.message } : {}) });
+    },
+    (err: Error) => {
+      d.telemetry.failed(rec, 'CONNECT', err.message);
+      client.resetAndDestroy();
+    },
+  );
 }

@@ -1,10 +1,12 @@
 /**
- * Outbound entry through SOCKS5 on 127.0.0.1:15080 inside each pod (the
- * explicit-proxy path ztunnel also offers). For one client connection:
- *   greeting ─► request ─► route (state) ─► HBONE tunnel from the pod's own
- *   address, or plain TCP passthrough ─► SOCKS reply ─► bridge bytes.
- * Until SOCKS succeeds nothing is sent to the destination, and every refusal
- * carries a SOCKS reply code plus an access-log line saying why.
+ * Outbound: connections leaving a local pod, by either entry:
+ *   - captured (15001 inside the pod, the redirection rules send it there):
+ *     the destination is the pre-REDIRECT address (SO_ORIGINAL_DST);
+ *   - SOCKS5 on 127.0.0.1:15080 (the explicit-proxy path ztunnel also offers).
+ * Then: route (state) ─► HBONE tunnel from the pod's own address, or plain
+ * TCP passthrough ─► bridge bytes. Nothing reaches the destination before the
+ * route is established; a refusal is a SOCKS reply code or a TCP reset, plus
+ * an access-log line saying why.
  */
 import type { ClientHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
@@ -14,11 +16,12 @@ import { bridge, h2Side, tcpSide } from '../hbone/bridge.js';
 import { HboneConnectError, HboneConnectTimeoutError, HboneError, HboneIdentityMismatchError, HboneStatusError, HboneTlsError } from '../hbone/errors.js';
 import { formatBaggage, formatForwarded, newTraceParent } from '../hbone/headers.js';
 import type { HbonePool } from '../hbone/pool.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS } from '../hbone/settings.js';
 import type { NativeBinding } from '../native/binding.js';
-import { connectFromNetns } from '../native/sockets.js';
+import { originalDst } from '../native/sockets.js';
 import type { ClusterState } from '../state/cluster-state.js';
 import type { LocalWorkload } from '../state/local-config.js';
+import { ILLEGAL_TARGET_PORTS } from './config.js';
+import { dialPod } from './dial.js';
 import { routeOutbound, type OutboundRoute } from './route.js';
 import { encodeReply, METHOD_NO_AUTH, METHOD_NONE_ACCEPTABLE, parseGreeting, parseRequest, SocksReply, SOCKS_VERSION } from './socks5.js';
 import type { ConnectionRecord, Telemetry } from './telemetry.js';
@@ -35,7 +38,6 @@ export interface OutboundDeps {
 }
 
 const MAX_SOCKS_HANDSHAKE_BYTES = 600;
-const PASSTHROUGH_CONNECT_TIMEOUT_MS = DEFAULT_CONNECT_TIMEOUT_MS;
 
 export function handleSocksConnection(client: Socket, src: LocalWorkload, d: OutboundDeps): void {
   client.on('error', () => undefined);
@@ -71,7 +73,11 @@ export function handleSocksConnection(client: Socket, src: LocalWorkload, d: Out
       client.off('data', onData);
       client.pause();
       const early = buf.subarray(r.consumed);
-      void connectRoute(client, src, r.value.host, r.value.port, early, d);
+      const entry: OutboundEntry = {
+        accepted: () => client.write(encodeReply(SocksReply.Succeeded)),
+        refused: (reply) => client.end(encodeReply(reply)),
+      };
+      void forwardOutbound(client, src, r.value.host, r.value.port, early, d, entry);
     }
   };
   client.on('data', onData);
@@ -106,12 +112,42 @@ function classify(err: Error): { reply: SocksReply; flag: string } {
   return { reply: SocksReply.HostUnreachable, flag: 'CONNECT' };
 }
 
-async function connectRoute(client: Socket, src: LocalWorkload, host: string, port: number, early: Buffer, d: OutboundDeps): Promise<void> {
+/** How the entry (SOCKS or capture) tells the client the outcome. */
+interface OutboundEntry {
+  accepted(): void;
+  refused(reply: SocksReply): void;
+}
+
+/**
+ * A connection captured on 15001: the destination is where the app meant to
+ * go. Calls to the agent's own ports are refused, so nothing can loop.
+ */
+export function handleCapturedOutbound(client: Socket, src: LocalWorkload, d: OutboundDeps): void {
+  client.on('error', () => undefined);
+  client.pause();
+  let dst: { address: string; port: number };
+  try {
+    dst = originalDst(d.native, client);
+  } catch (err) {
+    d.logger.warn({ err: (err as Error).message, src: src.ip }, 'no original destination for a captured connection');
+    client.resetAndDestroy();
+    return;
+  }
+  const reset: OutboundEntry = { accepted: () => undefined, refused: () => client.resetAndDestroy() };
+  if (ILLEGAL_TARGET_PORTS.has(dst.port) && (dst.address === src.ip || dst.address.startsWith('127.'))) {
+    d.logger.warn({ src: src.ip, dst: `${dst.address}:${dst.port}` }, 'refusing a call to the agent itself');
+    client.resetAndDestroy();
+    return;
+  }
+  void forwardOutbound(client, src, dst.address, dst.port, Buffer.alloc(0), d, reset);
+}
+
+async function forwardOutbound(client: Socket, src: LocalWorkload, host: string, port: number, early: Buffer, d: OutboundDeps, entry: OutboundEntry): Promise<void> {
   const route = routeOutbound(d.state, src, host, port);
   const rec = recordFor(client, src, route, d, host, port);
   if (route.kind === 'refuse') {
     d.telemetry.failed(rec, 'NO_HEALTHY_UPSTREAM', route.error.message);
-    client.end(encodeReply(SocksReply.HostUnreachable));
+    entry.refused(SocksReply.HostUnreachable);
     return;
   }
   const started = Date.now();
@@ -122,7 +158,7 @@ async function connectRoute(client: Socket, src: LocalWorkload, host: string, po
     const err = toError(e);
     const { reply, flag } = classify(err);
     d.telemetry.failed(rec, flag, err.message);
-    if (!client.destroyed) client.end(encodeReply(reply));
+    if (!client.destroyed) entry.refused(reply);
     return;
   }
   if (client.destroyed) {
@@ -130,7 +166,7 @@ async function connectRoute(client: Socket, src: LocalWorkload, host: string, po
     return;
   }
   d.telemetry.opened(rec);
-  client.write(encodeReply(SocksReply.Succeeded));
+  entry.accepted();
   if (early.length > 0) upstream.write(early);
   client.resume();
   const result = await bridge(tcpSide(client), 'rstCode' in upstream ? h2Side(upstream) : tcpSide(upstream));
@@ -156,25 +192,6 @@ function openHbone(client: Socket, src: LocalWorkload, route: Extract<OutboundRo
 }
 
 function openPassthrough(src: LocalWorkload, host: string, port: number, d: OutboundDeps): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    if (!src.netns) {
-      reject(new Error(`workload ${src.namespace}/${src.name} has no network namespace`));
-      return;
-    }
-    const s = connectFromNetns(d.native, { netns: src.netns, host, port, mark: d.packetMark, allowHalfOpen: true });
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new Error(`passthrough connect to ${host}:${port} timed out after ${PASSTHROUGH_CONNECT_TIMEOUT_MS}ms`));
-    }, PASSTHROUGH_CONNECT_TIMEOUT_MS);
-    s.once('connect', () => {
-      clearTimeout(timer);
-      s.off('error', onError);
-      resolve(s);
-    });
-    const onError = (err: Error): void => {
-      clearTimeout(timer);
-      reject(err);
-    };
-    s.once('error', onError);
-  });
+  if (!src.netns) return Promise.reject(new Error(`workload ${src.namespace}/${src.name} has no network namespace`));
+  return dialPod(d.native, { netns: src.netns, host, port, mark: d.packetMark });
 }

@@ -21,6 +21,7 @@ function parseConfig(args: ParsedArgs): AgentConfig {
     readinessPort: intFlag(args, 'readiness-port', D.DEFAULT_READINESS_PORT, [1, 65535]),
     socks5Port: intFlag(args, 'socks5-port', D.DEFAULT_SOCKS5_PORT, [1, 65535]),
     inboundPort: D.DEFAULT_INBOUND_PORT,
+    capture: enumFlag(args, 'capture', ['on', 'off'] as const, 'on') === 'on',
     packetMark: intFlag(args, 'packet-mark', D.DEFAULT_PACKET_MARK, [1, 0xffffffff]),
     drainDeadlineMs: intFlag(args, 'drain-deadline-ms', D.DEFAULT_DRAIN_DEADLINE_MS, [0, 3_600_000]),
     certTtlSeconds: intFlag(args, 'cert-ttl-seconds', D.DEFAULT_CERT_TTL_SECONDS, [60, 365 * 24 * 3600]),
@@ -29,13 +30,14 @@ function parseConfig(args: ParsedArgs): AgentConfig {
 
 export const agentCommand: Command = {
   name: 'agent',
-  summary: 'run the node agent: HBONE inbound (15008) and SOCKS5 outbound (15080) in every local pod',
+  summary: 'run the node agent: transparent capture (15001/15006), HBONE inbound (15008) and SOCKS5 (15080) in every local pod',
   usage: '--node <name> --cluster <file> [flags]',
   flags: {
     node: { type: 'string', help: 'this node name (pods with spec.nodeName equal to it are served)' },
     cluster: { type: 'string', help: 'cluster view file (JSON/YAML: nodes, workloads, services), as written by ambit lab up' },
     'ca-dir': { type: 'string', help: 'local CA directory shared by the agents of one machine', default: '/var/run/ambit/ca' },
     'ready-file': { type: 'string', help: 'file written once every local workload is serving' },
+    capture: { type: 'string', help: 'on: install in-pod redirection (nftables) and serve 15001/15006; off: SOCKS5 entry only', default: 'on' },
     'log-level': { type: 'string', help: `one of ${LOG_LEVELS.join(', ')}`, default: 'info' },
     'log-format': { type: 'string', help: 'json or pretty', default: 'json' },
     'admin-port': { type: 'string', help: 'admin port on 127.0.0.1 (/config_dump, /quitquitquit)', default: String(D.DEFAULT_ADMIN_PORT) },

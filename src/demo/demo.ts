@@ -75,8 +75,8 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     server = lab.spawn('demo/server', [process.execPath, '-e', DEMO_SERVER_JS, srv.ip, '8080', 'demo/server'], { stdio: ['ignore', 'pipe', 'pipe'] });
     await waitForLine(server, 'listening', 10_000);
 
-    step(4, 'demo/client: curl http://server.demo.svc.cluster.local/hello through the agent (SOCKS5 on 127.0.0.1:15080)');
-    const res = await lab.exec('demo/client', ['curl', '-sS', '--max-time', '10', '--socks5-hostname', '127.0.0.1:15080', 'http://server.demo.svc.cluster.local/hello'], { timeoutMs: 15_000 });
+    step(4, 'demo/client: a plain `curl http://server.demo.svc.cluster.local/hello` (the agent captures it inside the pod)');
+    const res = await lab.exec('demo/client', ['curl', '-sS', '--max-time', '10', 'http://server.demo.svc.cluster.local/hello'], { timeoutMs: 15_000 });
     if (res.code !== 0) throw new Error(`the request failed (curl exit ${res.code}): ${res.stderr.trim()}`);
     out(`      response: ${res.stdout.trim()}`);
 
@@ -97,10 +97,12 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     const secs = ((Date.now() - t0) / 1000).toFixed(1);
     out('');
     out(bold('Summary'));
-    out(`  A plain curl in demo/client reached demo/server on another node through two Ambit agents.`);
+    out(`  An unmodified curl in demo/client reached demo/server on another node: nftables rules in the`);
+    out(`  client pod redirected it to the node-a agent, which tunnelled it to the node-b agent.`);
     out(`  The hop between the nodes was HBONE: HTTP/2 CONNECT over mutual TLS 1.3 to ${srv.ip}:15008,`);
     out(`  authenticated as ${String(outLine['src.identity'])} (client) and ${String(inLine['dst.identity'] ?? outLine['dst.identity'])} (server).`);
-    out(`  Done in ${secs}s.${opts.keep ? ` Explore: ambit lab status --name ${opts.name}; ambit lab exec demo/client --name ${opts.name} -- curl --socks5-hostname 127.0.0.1:15080 http://server/ ; ambit lab down --name ${opts.name}` : ''}`);
+    out(`  The server saw the client's own address (${client.ip}), as without a mesh.`);
+    out(`  Done in ${secs}s.${opts.keep ? ` Explore: ambit lab status --name ${opts.name}; ambit lab exec demo/client --name ${opts.name} -- curl http://server/ ; ambit lab down --name ${opts.name}` : ''}`);
     return 0;
   } finally {
     server?.kill();
