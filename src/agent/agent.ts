@@ -109,6 +109,7 @@ export class Agent {
       logger: world.logger,
       registry: world.registry,
       packetMark: cfg.packetMark,
+      splice: cfg.splice,
       captured: (w) => this.#captured.has(w.uid),
     };
     this.#inbound = createInboundServer(this.#inboundDeps);
@@ -163,7 +164,7 @@ export class Agent {
       const hbone = await listenInNetns(this.#w.native, { netns: w.netns, address: '0.0.0.0', port: this.#cfg.inboundPort, reusePort: true, mark: this.#cfg.packetMark });
       opened.push(hbone);
       this.#inbound.serve(hbone);
-      const out: OutboundDeps = { state: this.#state, pool: this.#pool, native: this.#w.native, telemetry: this.#telemetry, logger: this.#w.logger, packetMark: this.#cfg.packetMark };
+      const out: OutboundDeps = { state: this.#state, pool: this.#pool, native: this.#w.native, telemetry: this.#telemetry, logger: this.#w.logger, packetMark: this.#cfg.packetMark, splice: this.#cfg.splice };
       const listen = (address: string, port: number) => listenInNetns(this.#w.native, { netns: w.netns as string, address, port, reusePort: true, server: { allowHalfOpen: true } });
       const socks = await listen('127.0.0.1', this.#cfg.socks5Port);
       opened.push(socks);

@@ -34,6 +34,8 @@ export interface AgentConfig {
   readonly inboundPort: number;
   /** Install in-pod redirection and serve 15001/15006 (transparent capture). */
   readonly capture: boolean;
+  /** Relay plain-TCP legs (passthrough, plaintext inbound) with splice() instead of a JS copy. */
+  readonly splice: boolean;
   readonly packetMark: number;
   readonly drainDeadlineMs: number;
   readonly certTtlSeconds: number;

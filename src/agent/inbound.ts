@@ -9,7 +9,6 @@
  * original client address as its source, as ztunnel does.
  */
 import type { Socket } from 'node:net';
-import { bridge, tcpSide } from '../hbone/bridge.js';
 import type { Logger } from '../common/logger.js';
 import type { Registry } from 'prom-client';
 import { HboneServer } from '../hbone/server.js';
@@ -20,6 +19,7 @@ import type { LocalWorkload } from '../state/local-config.js';
 import type { WorkloadCertificates } from './certs.js';
 import { ILLEGAL_TARGET_PORTS } from './config.js';
 import { dialPod, startPodDial } from './dial.js';
+import { relayTcp } from './relay.js';
 import type { ConnectionRecord, Telemetry } from './telemetry.js';
 
 export interface InboundDeps {
@@ -31,6 +31,8 @@ export interface InboundDeps {
   logger: Logger;
   registry: Registry;
   packetMark: number;
+  /** Relay plaintext inbound legs with splice(). */
+  splice: boolean;
   /** True when the pod's traffic is captured (its rules route spoofed-source replies back). */
   captured(w: LocalWorkload): boolean;
 }
@@ -131,9 +133,8 @@ export function handlePlaintextInbound(client: Socket, w: LocalWorkload, d: Inbo
         return;
       }
       d.telemetry.opened(rec);
-      client.resume();
-      const r = await bridge(tcpSide(client), tcpSide(upstream));
-      d.telemetry.closed(rec, { bytesSent: r.bytesBtoA, bytesRecv: r.bytesAtoB, durationMs: Date.now() - started, responseFlags: '-', ...(r.error ? { error: r.error.message } : {}) });
+      const r = await relayTcp(client, upstream, d.native, d.splice);
+      d.telemetry.closed(rec, { bytesSent: r.bytesBtoA, bytesRecv: r.bytesAtoB, durationMs: Date.now() - started, responseFlags: '-', relay: r.relay, ...(r.error ? { error: r.error.message } : {}) });
     },
     (err: Error) => {
       d.telemetry.failed(rec, 'CONNECT', err.message);

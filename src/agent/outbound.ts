@@ -12,7 +12,7 @@ import type { ClientHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { toError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { bridge, h2Side, tcpSide } from '../hbone/bridge.js';
+import { bridge, h2Side, tcpSide, type BridgeResult } from '../hbone/bridge.js';
 import { HboneConnectError, HboneConnectTimeoutError, HboneError, HboneIdentityMismatchError, HboneStatusError, HboneTlsError } from '../hbone/errors.js';
 import { formatBaggage, formatForwarded, newTraceParent } from '../hbone/headers.js';
 import type { HbonePool } from '../hbone/pool.js';
@@ -22,6 +22,7 @@ import type { ClusterState } from '../state/cluster-state.js';
 import type { LocalWorkload } from '../state/local-config.js';
 import { ILLEGAL_TARGET_PORTS } from './config.js';
 import { dialPod } from './dial.js';
+import { relayTcp } from './relay.js';
 import { routeOutbound, type OutboundRoute } from './route.js';
 import { encodeReply, METHOD_NO_AUTH, METHOD_NONE_ACCEPTABLE, parseGreeting, parseRequest, SocksReply, SOCKS_VERSION } from './socks5.js';
 import type { ConnectionRecord, Telemetry } from './telemetry.js';
@@ -33,6 +34,8 @@ export interface OutboundDeps {
   telemetry: Telemetry;
   logger: Logger;
   packetMark: number;
+  /** Relay passthrough legs with splice(). */
+  splice: boolean;
   /** Bound on the time a client may take to finish the SOCKS handshake. */
   handshakeTimeoutMs?: number;
 }
@@ -168,13 +171,19 @@ async function forwardOutbound(client: Socket, src: LocalWorkload, host: string,
   d.telemetry.opened(rec);
   entry.accepted();
   if (early.length > 0) upstream.write(early);
-  client.resume();
-  const result = await bridge(tcpSide(client), 'rstCode' in upstream ? h2Side(upstream) : tcpSide(upstream));
+  let result: BridgeResult & { relay: 'splice' | 'copy' | 'hbone' };
+  if ('rstCode' in upstream) {
+    client.resume();
+    result = { ...(await bridge(tcpSide(client), h2Side(upstream))), relay: 'hbone' };
+  } else {
+    result = await relayTcp(client, upstream, d.native, d.splice);
+  }
   d.telemetry.closed(rec, {
     bytesSent: result.bytesAtoB,
     bytesRecv: result.bytesBtoA,
     durationMs: Date.now() - started,
     responseFlags: '-',
+    relay: result.relay,
     ...(result.error ? { error: result.error.message } : {}),
   });
 }

@@ -32,6 +32,8 @@ export interface ConnectionOutcome {
   /** Istio response flag: '-' for success, or DENY, CONNECT, NETWORK_POLICY, ... */
   responseFlags: string;
   error?: string;
+  /** How the bytes were relayed: kernel splice, JS copy, or an HTTP/2 tunnel. */
+  relay?: 'splice' | 'copy' | 'hbone';
 }
 
 const LABELS = [
@@ -151,7 +153,7 @@ export class Telemetry {
     this.#received.inc(opened, o.bytesRecv);
     if (o.responseFlags !== '-') this.#failed.inc(l);
     this.#open.dec({ reporter: l.reporter });
-    const line = { ...this.#fields(r), bytes_sent: o.bytesSent, bytes_recv: o.bytesRecv, duration: `${Math.round(o.durationMs)}ms`, ...(o.error ? { error: o.error } : {}) };
+    const line = { ...this.#fields(r), bytes_sent: o.bytesSent, bytes_recv: o.bytesRecv, duration: `${Math.round(o.durationMs)}ms`, ...(o.relay ? { relay: o.relay } : {}), ...(o.error ? { error: o.error } : {}) };
     if (o.error) this.#access.error(line, 'connection complete');
     else this.#access.info(line, 'connection complete');
   }
