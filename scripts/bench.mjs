@@ -1,14 +1,21 @@
-// `npm run bench`: installs what the benchmark needs (Debian tools as root,
-// npm dependencies), builds with tsc, then runs the compiled benchmark
-// (dist/bench/hbone-bench.js), passing through any arguments, e.g.
-//   npm run bench -- --quick      npm run bench -- --rounds 5 --seconds 5
+// `npm run bench`: installs what the benchmarks need (Debian tools as root,
+// npm dependencies), builds with tsc, then runs the compiled benchmarks one
+// after the other: the HBONE benchmark (dist/bench/hbone-bench.js), then the
+// in-pod capture benchmark with real agents (dist/bench/inpod-bench.js).
+//   npm run bench -- --quick                both, short runs
+//   npm run bench -- --only hbone --rounds 5 --seconds 5
+//   npm run bench -- --only inpod --seconds 5 --rate 500
+// With both, options go to the HBONE benchmark, except --quick (both) and
+// --inpod-<opt> (given to the in-pod benchmark as --<opt>, e.g. --inpod-rate
+// 1000); with --only, every option goes to the one benchmark.
 // Ctrl-C reaches the benchmark too (same process group); we wait for it to
-// remove its lab and child processes before exiting with its status.
+// remove its lab and child processes before exiting with its status, and do
+// not start the next one. The exit status is the first failure's.
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ensureNodeModules, ensureSystemPackages, root } from './ensure.mjs';
 
-ensureSystemPackages({ tools: ['ip', 'iperf3', 'nghttpx', 'tinyproxy'], pythonH2: false });
+ensureSystemPackages({ tools: ['ip', 'iperf3', 'nghttpx', 'tinyproxy', 'nft'], pythonH2: false });
 ensureNodeModules();
 
 console.log('== type check and build (tsc)');
@@ -18,12 +25,79 @@ if (tsc.status !== 0) {
   process.exit(tsc.status ?? 1);
 }
 
-const child = spawn(process.execPath, ['--enable-source-maps', join(root, 'dist/bench/hbone-bench.js'), ...process.argv.slice(2)], {
-  cwd: root,
-  stdio: 'inherit',
-  env: { ...process.env, NODE_OPTIONS: '' },
-});
-// Passed on even when the terminal already delivered it: the benchmark's
+const BENCHES = {
+  hbone: 'dist/bench/hbone-bench.js',
+  inpod: 'dist/bench/inpod-bench.js',
+};
+
+/** Splits `--only X` out of the arguments; the rest are routed per benchmark. */
+function plan(argv) {
+  const rest = [];
+  let only;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--only' || a.startsWith('--only=')) {
+      only = a === '--only' ? argv[++i] : a.slice('--only='.length);
+      continue;
+    }
+    rest.push(a);
+  }
+  if (only !== undefined && !(only in BENCHES)) {
+    console.error(`--only must be one of: ${Object.keys(BENCHES).join(', ')} (got ${only ?? 'nothing'})`);
+    process.exit(64);
+  }
+  // --inpod-x [value] -> --x [value] for the in-pod benchmark only.
+  const hbone = [];
+  const inpod = [];
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i];
+    if (a.startsWith('--inpod-')) {
+      inpod.push(`--${a.slice('--inpod-'.length)}`);
+      const next = rest[i + 1];
+      if (!a.includes('=') && next !== undefined && !next.startsWith('--')) inpod.push(rest[++i]);
+      continue;
+    }
+    hbone.push(a);
+    if (a === '--quick') inpod.push(a);
+  }
+  if (only === 'hbone') return [['hbone', hbone]];
+  if (only === 'inpod') return [['inpod', [...inpod.filter((a) => a !== '--quick'), ...hbone]]];
+  return [['hbone', hbone], ['inpod', inpod]];
+}
+
+let current;
+let stopping = false;
+// Passed on even when the terminal already delivered it: each benchmark's
 // cleanup runs once however many signals arrive.
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig));
-child.on('exit', (code, signal) => process.exit(code ?? (signal ? 128 : 1)));
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    stopping = true;
+    current?.kill(sig);
+  });
+}
+
+function run(script, args) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--enable-source-maps', join(root, script), ...args], {
+      cwd: root,
+      stdio: 'inherit',
+      env: { ...process.env, NODE_OPTIONS: '' },
+    });
+    current = child;
+    child.on('error', (err) => {
+      console.error(`== cannot start ${script}: ${err.message}`);
+      resolve(1);
+    });
+    child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+  });
+}
+
+let status = 0;
+for (const [name, args] of plan(process.argv.slice(2))) {
+  if (stopping) break;
+  console.log(`== ${name} benchmark`);
+  const code = await run(BENCHES[name], args);
+  current = undefined;
+  if (code !== 0 && status === 0) status = code;
+}
+process.exit(status);

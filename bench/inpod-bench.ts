@@ -1,0 +1,612 @@
+/**
+ * `npm run bench` (second part; `npm run bench -- --only inpod` alone): what
+ * transparent in-pod capture costs, end to end, with real agents.
+ *
+ * Builds the lab 'bench-inpod' (test/fixtures/bench/inpod.yaml, mesh: true:
+ * one `ambit agent` per node, in-pod redirection in the ambient pods) and
+ * measures, with unmodified programs in the pods:
+ *   - iperf3 throughput, 1 and 4 streams, on three paths:
+ *       mesh     mesh/client -> mesh/server   (captured on both sides: pod ->
+ *                agent node-a -> HBONE -> agent node-b -> pod)
+ *       inbound  outside/legacy -> mesh/server (plaintext, captured only on
+ *                the server side, agent node-b on 15006)
+ *       direct   outside/legacy -> outside/legacy-b (no capture; same nodes)
+ *   - request/response latency (1 KiB POST, 1 KiB answer) at a fixed rate,
+ *     a new TCP connection per request and with keep-alive, on the same paths
+ *     (bench/lib/inpod-http.ts runs in the pods);
+ *   - each agent's CPU seconds and RSS around every measurement (/proc), and
+ *     node-b's connection counters (what the agent actually captured).
+ * Prints a table with ratios and writes bench/results/inpod-<time>.json and
+ * bench/results/inpod-latest.json. The lab and every child process are
+ * removed at the end, on failure and on Ctrl-C.
+ *
+ * Options: --seconds S (5) per iperf3 run and per latency run, --rate N
+ * requests/s (500), --warmup S (0.5, latency only, not recorded), --quick
+ * (2 s runs). Unknown options (meant for the HBONE part) are ignored.
+ */
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { labDown, labStatus, labUp, type LabHandle, type LabTarget } from '../src/lab/index.js';
+import type { LocalWorkload } from '../src/state/local-config.js';
+import { stopChild } from './lib/endpoint.js';
+import type { LoadArgs, LoadResult } from './lib/inpod-http.js';
+import { cpuSeconds } from './lib/proc.js';
+import { percentile, round } from './lib/stats.js';
+
+const LAB = 'bench-inpod';
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const FIXTURE = join(ROOT, 'test/fixtures/bench/inpod.yaml');
+const RESULTS = join(ROOT, 'bench/results');
+const HTTP_JS = fileURLToPath(new URL('./lib/inpod-http.js', import.meta.url));
+const PORTS = { iperf: 5201, http: 8080, metrics: 15020 } as const;
+const NODES = ['node-a', 'node-b'] as const;
+
+const POD = {
+  client: { namespace: 'mesh', pod: 'client' },
+  server: { namespace: 'mesh', pod: 'server' },
+  legacy: { namespace: 'outside', pod: 'legacy' },
+  legacyB: { namespace: 'outside', pod: 'legacy-b' },
+} as const satisfies Record<string, { namespace: string; pod: string }>;
+
+type PathId = 'mesh' | 'inbound' | 'direct';
+interface PathDef {
+  readonly id: PathId;
+  readonly label: string;
+  readonly from: (typeof POD)[keyof typeof POD];
+  readonly to: (typeof POD)[keyof typeof POD];
+  readonly what: string;
+}
+const PATHS: readonly PathDef[] = [
+  { id: 'mesh', label: 'mesh (client -> server, HBONE)', from: POD.client, to: POD.server, what: 'mesh/client -> captured 15001 -> agent node-a -> HBONE (mTLS, HTTP/2 CONNECT) -> agent node-b -> mesh/server' },
+  { id: 'inbound', label: 'plaintext inbound (legacy -> server)', from: POD.legacy, to: POD.server, what: 'outside/legacy -> node-a -> node-b -> captured 15006 in mesh/server -> agent node-b -> mesh/server' },
+  { id: 'direct', label: 'direct (legacy -> legacy-b)', from: POD.legacy, to: POD.legacyB, what: 'outside/legacy -> node-a -> bridge -> node-b -> outside/legacy-b, no capture' },
+];
+
+// ------------------------------------------------------------------ parameters
+
+const { values: opt } = parseArgs({
+  strict: false,
+  options: {
+    seconds: { type: 'string' },
+    rate: { type: 'string' },
+    warmup: { type: 'string' },
+    quick: { type: 'boolean' },
+  },
+});
+
+function num(v: string | boolean | undefined, dflt: number, name: string): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (typeof v !== 'string' || !Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got ${String(v)}`);
+  return n;
+}
+
+const quick = opt.quick === true;
+const params = {
+  /** Whole seconds: iperf3 -t takes integers. */
+  iperfSeconds: Math.round(num(opt.seconds, quick ? 2 : 5, 'seconds')),
+  streams: [1, 4],
+  latencySeconds: num(opt.seconds, quick ? 2 : 5, 'seconds'),
+  latencyWarmupSeconds: num(opt.warmup, 0.5, 'warmup'),
+  rps: Math.round(num(opt.rate, 500, 'rate')),
+  requestBytes: 1024,
+  responseBytes: 1024,
+  ports: PORTS,
+};
+
+// ------------------------------------------------------------------ cleanup (same pattern as hbone-bench.ts)
+
+const cleanups: Array<{ what: string; run: () => Promise<unknown> }> = [];
+let cleaning: Promise<void> | undefined;
+
+function onCleanup(what: string, run: () => Promise<unknown>): void {
+  cleanups.push({ what, run });
+}
+
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const c of cleanups.reverse()) {
+      try {
+        await c.run();
+      } catch (err) {
+        console.error(`cleanup (${c.what}) failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+  })();
+  return cleaning;
+}
+
+let interrupted = false;
+for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+  process.on(sig, () => {
+    if (!interrupted) console.error(`\n${sig}: stopping the in-pod benchmark and removing the lab`);
+    interrupted = true;
+    void cleanup().finally(() => process.exit(code));
+  });
+}
+process.on('uncaughtException', (err) => {
+  console.error(`in-pod benchmark failed: ${err.stack ?? err.message}`);
+  void cleanup().finally(() => process.exit(1));
+});
+process.stdout.on('error', () => undefined);
+process.stderr.on('error', () => undefined);
+
+// ------------------------------------------------------------------ helpers
+
+const t0 = performance.now();
+const log = (msg: string): void => console.error(`[inpod ${((performance.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
+
+function version(argv: readonly string[]): string | undefined {
+  const [cmd, ...args] = argv;
+  if (!cmd) return undefined;
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.error) return undefined;
+  return `${r.stdout}${r.stderr}`.trim().split('\n')[0];
+}
+
+function workload(lab: LabHandle, t: { namespace: string; pod: string }): LocalWorkload {
+  const w = lab.cluster.workloads.find((x) => x.namespace === t.namespace && x.name === t.pod);
+  if (!w) throw new Error(`lab has no pod ${t.namespace}/${t.pod}`);
+  return w;
+}
+
+interface Tool {
+  readonly proc: ChildProcess;
+  output(): string;
+  alive(): boolean;
+}
+
+function spawnTool(lab: LabHandle, name: string, target: LabTarget, argv: readonly string[]): Tool {
+  const proc = lab.spawn(target, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  const keep = (d: Buffer): void => {
+    out = (out + d.toString()).slice(-4096);
+  };
+  proc.stdout?.on('data', keep);
+  proc.stderr?.on('data', keep);
+  proc.stdin?.on('error', () => undefined);
+  proc.on('error', (err) => keep(Buffer.from(`spawn failed: ${err.message}\n`)));
+  onCleanup(`stop ${name}`, () => stopChild(proc));
+  return { proc, output: () => out, alive: () => proc.exitCode === null && proc.signalCode === null && proc.pid !== undefined };
+}
+
+async function retry<T>(what: string, fn: () => Promise<T>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (Date.now() > deadline || interrupted) throw new Error(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+      await sleep(300);
+    }
+  }
+}
+
+async function waitListening(lab: LabHandle, target: LabTarget, port: number, tool: Tool, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const r = await lab.exec(target, ['ss', '-Hltn', `sport = :${port}`], { timeoutMs: 5000 });
+    if (r.stdout.trim() !== '') return;
+    if (!tool.alive()) throw new Error(`nothing listens on port ${port} and the process has exited: ${tool.output()}`);
+    await sleep(100);
+  }
+  throw new Error(`nothing listens on port ${port} after ${timeoutMs} ms: ${tool.output()}`);
+}
+
+// ------------------------------------------------------------------ agents: /proc and metrics
+
+interface AgentSnapshot {
+  readonly t: number;
+  readonly cpuSeconds: Record<string, number>;
+  readonly rssKiB: Record<string, number>;
+}
+
+function rssKiB(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+function agentSnapshot(pids: Readonly<Record<string, number>>): AgentSnapshot {
+  const cpu: Record<string, number> = {};
+  const rss: Record<string, number> = {};
+  for (const [node, pid] of Object.entries(pids)) {
+    cpu[node] = cpuSeconds(pid);
+    rss[node] = rssKiB(pid);
+  }
+  return { t: performance.now(), cpuSeconds: cpu, rssKiB: rss };
+}
+
+interface AgentUsage {
+  readonly wallSeconds: number;
+  /** CPU seconds (user + system) per agent over the phase. */
+  readonly cpuSeconds: Record<string, number>;
+  /** The same in percent of one core. */
+  readonly cpuPercent: Record<string, number>;
+  readonly rssKiBBefore: Record<string, number>;
+  readonly rssKiBAfter: Record<string, number>;
+}
+
+function usage(a: AgentSnapshot, b: AgentSnapshot): AgentUsage {
+  const wall = (b.t - a.t) / 1000;
+  const cpu: Record<string, number> = {};
+  const pct: Record<string, number> = {};
+  for (const node of Object.keys(a.cpuSeconds)) {
+    const d = (b.cpuSeconds[node] ?? 0) - (a.cpuSeconds[node] ?? 0);
+    cpu[node] = round(d, 2);
+    pct[node] = round((d / wall) * 100, 0);
+  }
+  return { wallSeconds: round(wall, 2), cpuSeconds: cpu, cpuPercent: pct, rssKiBBefore: a.rssKiB, rssKiBAfter: b.rssKiB };
+}
+
+/**
+ * node-b's agent counters of accepted connections by security policy
+ * (`mutual_tls` = arrived over HBONE, `unknown` = plaintext captured on 15006),
+ * read from its metrics port inside node-b's netns.
+ */
+async function capturedConnections(lab: LabHandle): Promise<Record<string, number> | undefined> {
+  const script = `fetch('http://127.0.0.1:${PORTS.metrics}/metrics').then(r=>r.text()).then(t=>process.stdout.write(t),e=>{console.error(String(e));process.exit(1)})`;
+  const r = await lab.exec({ node: 'node-b' }, [process.execPath, '-e', script], { timeoutMs: 10_000 }).catch(() => undefined);
+  if (!r || r.code !== 0) return undefined;
+  const out: Record<string, number> = {};
+  for (const line of r.stdout.split('\n')) {
+    if (!line.startsWith('istio_tcp_connections_opened_total{') || !line.includes('reporter="destination"')) continue;
+    const policy = /connection_security_policy="([^"]*)"/.exec(line)?.[1] ?? '?';
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (Number.isFinite(value)) out[policy] = (out[policy] ?? 0) + value;
+  }
+  return out;
+}
+
+function diffCounts(a: Record<string, number> | undefined, b: Record<string, number> | undefined): Record<string, number> | undefined {
+  if (!a || !b) return undefined;
+  const out: Record<string, number> = {};
+  for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    const d = (b[k] ?? 0) - (a[k] ?? 0);
+    if (d !== 0) out[k] = d;
+  }
+  return out;
+}
+
+/** Runs `fn` between two agent snapshots and two reads of node-b's counters. */
+async function measured<T>(lab: LabHandle, pids: Readonly<Record<string, number>>, fn: () => Promise<T>): Promise<{ result: T; agents: AgentUsage; captured: Record<string, number> | undefined }> {
+  const m0 = await capturedConnections(lab);
+  const a = agentSnapshot(pids);
+  const result = await fn();
+  // Ctrl-C stops the servers too: what the run returned after that means nothing.
+  if (interrupted) throw new Error('interrupted');
+  const b = agentSnapshot(pids);
+  const m1 = await capturedConnections(lab);
+  return { result, agents: usage(a, b), captured: diffCounts(m0, m1) };
+}
+
+// ------------------------------------------------------------------ measurements
+
+interface IperfJson {
+  end?: {
+    sum_received?: { bytes: number; seconds: number; bits_per_second: number };
+    sum_sent?: { retransmits?: number };
+    cpu_utilization_percent?: { host_total: number; remote_total: number };
+  };
+  error?: string;
+}
+
+interface ThroughputSample {
+  readonly path: PathId;
+  readonly streams: number;
+  readonly gbps: number;
+  readonly bytes: number;
+  readonly seconds: number;
+  readonly retransmits: number | null;
+  readonly iperfCpu: { client: number; server: number } | null;
+  readonly agents: AgentUsage;
+  readonly capturedOnNodeB: Record<string, number> | null;
+}
+
+async function iperf(lab: LabHandle, p: PathDef, serverIp: string, streams: number): Promise<IperfJson> {
+  const argv = ['iperf3', '-c', serverIp, '-p', String(PORTS.iperf), '-t', String(params.iperfSeconds), '-P', String(streams), '-J'];
+  return retry(
+    `iperf3 ${p.id}`,
+    async () => {
+      const res = await lab.exec(p.from, argv, { timeoutMs: (params.iperfSeconds + 20) * 1000 });
+      let j: IperfJson;
+      try {
+        j = JSON.parse(res.stdout || '{}') as IperfJson;
+      } catch {
+        throw new Error(res.stderr.trim() || `unparsable output, exit ${res.code}`);
+      }
+      if (res.code !== 0 || !j.end?.sum_received) throw new Error(j.error ?? (res.stderr.trim() || `exit ${res.code}`));
+      return j;
+    },
+    5000,
+  );
+}
+
+interface LatencySample {
+  readonly path: PathId;
+  readonly keepAlive: boolean;
+  readonly sent: number;
+  readonly completed: number;
+  readonly errors: number;
+  readonly skipped: number;
+  readonly firstErrors: readonly string[];
+  readonly achievedRps: number;
+  readonly connections: number;
+  readonly p50Ms: number;
+  readonly p90Ms: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+  readonly agents: AgentUsage;
+  readonly capturedOnNodeB: Record<string, number> | null;
+  readonly latencyMs: readonly number[];
+}
+
+async function load(lab: LabHandle, p: PathDef, host: string, a: Omit<LoadArgs, 'host' | 'port'>): Promise<LoadResult> {
+  const args: LoadArgs = { host, port: PORTS.http, ...a };
+  const res = await lab.exec(p.from, [process.execPath, HTTP_JS, 'load', JSON.stringify(args)], { timeoutMs: (a.seconds + a.warmupSeconds + 30) * 1000 });
+  if (res.code !== 0) throw new Error(`load generator (${p.id}) failed (exit ${res.code ?? res.signal}): ${res.stderr.trim().slice(-2000)}`);
+  return JSON.parse(res.stdout.trim().split('\n').pop() ?? '{}') as LoadResult;
+}
+
+// ------------------------------------------------------------------ report
+
+function fmt(x: number | undefined, digits = 2): string {
+  return x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(digits);
+}
+
+function signed(x: number): string {
+  return Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${x.toFixed(3)}` : '-';
+}
+
+function pad(s: string, n: number, right = false): string {
+  return right ? s.padStart(n) : s.padEnd(n);
+}
+
+const cpuCell = (u: AgentUsage): string => NODES.map((n) => fmt(u.cpuPercent[n], 0)).join('/');
+const capCell = (c: Record<string, number> | null): string => {
+  if (!c) return '?';
+  const e = Object.entries(c);
+  return e.length === 0 ? 'none' : e.map(([k, v]) => `${k === 'mutual_tls' ? 'mTLS' : k === 'unknown' ? 'plain' : k} ${v}`).join(', ');
+};
+
+// ------------------------------------------------------------------ main
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the benchmark builds a network-namespace lab and needs root');
+  if (spawnSync('sh', ['-c', 'command -v iperf3'], { stdio: 'ignore' }).status !== 0) throw new Error('iperf3 is not installed (scripts/bench.mjs installs it as root)');
+  const startedAt = new Date();
+  const loadavgStart = os.loadavg();
+
+  // Only the lab named 'bench-inpod' is touched, first any leftover of an earlier run.
+  await labDown(LAB);
+  onCleanup('remove lab', () => labDown(LAB));
+  log(`starting lab '${LAB}' with one agent per node`);
+  const lab = await labUp({ manifests: FIXTURE, name: LAB, mesh: true });
+  const ips = {
+    client: workload(lab, POD.client),
+    server: workload(lab, POD.server),
+    legacy: workload(lab, POD.legacy),
+    legacyB: workload(lab, POD.legacyB),
+  };
+  const serverIp = (p: PathDef): string => (p.to === POD.server ? ips.server.ip : ips.legacyB.ip);
+  const status = await labStatus(LAB);
+  const pids: Record<string, number> = {};
+  for (const n of status.nodes) if (n.agent) pids[n.name] = n.agent.pid;
+  for (const n of NODES) if (pids[n] === undefined) throw new Error(`lab '${LAB}' has no agent pid for ${n}`);
+  const agentStart = agentSnapshot(pids);
+  log(`lab up: agents ${NODES.map((n) => `${n} pid ${pids[n]}`).join(', ')}; client ${ips.client.ip}, server ${ips.server.ip}, legacy ${ips.legacy.ip}, legacy-b ${ips.legacyB.ip}`);
+
+  // Servers in both destination pods: iperf3 and the 1 KiB HTTP server.
+  for (const [name, target, w] of [['mesh/server', POD.server, ips.server], ['outside/legacy-b', POD.legacyB, ips.legacyB]] as const) {
+    const ip3 = spawnTool(lab, `iperf3 -s in ${name}`, target, ['iperf3', '-s', '-B', w.ip, '-p', String(PORTS.iperf)]);
+    await waitListening(lab, target, PORTS.iperf, ip3);
+    const http = spawnTool(lab, `http server in ${name}`, target, [process.execPath, HTTP_JS, 'server', w.ip, String(PORTS.http)]);
+    await waitListening(lab, target, PORTS.http, http);
+  }
+
+  // Every path must work before anything is measured (capture can take a moment after the agent is ready).
+  for (const p of PATHS) {
+    await retry(
+      `probe ${p.id}`,
+      async () => {
+        const r = await load(lab, p, serverIp(p), { rps: 20, seconds: 0.25, warmupSeconds: 0, bodyBytes: params.requestBytes, keepAlive: false, timeoutMs: 3000 });
+        if (r.errors > 0 || r.completed === 0) throw new Error(r.firstErrors.join('; ') || 'no request completed');
+      },
+      15_000,
+    );
+  }
+  const countersStart = await capturedConnections(lab);
+  log(`all paths answer; node-b counters ${countersStart ? 'readable' : 'NOT readable (capture check skipped)'}`);
+
+  // Throughput, rotated order so drift on a noisy machine is spread over the paths.
+  const throughput: ThroughputSample[] = [];
+  let k = 0;
+  for (const streams of params.streams) {
+    const order = PATHS.map((_, i) => PATHS[(i + k) % PATHS.length] as PathDef);
+    k++;
+    for (const p of order) {
+      const m = await measured(lab, pids, () => iperf(lab, p, serverIp(p), streams));
+      const sum = m.result.end?.sum_received as { bytes: number; seconds: number; bits_per_second: number };
+      const cpu = m.result.end?.cpu_utilization_percent;
+      const s: ThroughputSample = {
+        path: p.id,
+        streams,
+        gbps: round(sum.bits_per_second / 1e9, 3),
+        bytes: sum.bytes,
+        seconds: round(sum.seconds),
+        retransmits: m.result.end?.sum_sent?.retransmits ?? null,
+        iperfCpu: cpu ? { client: round(cpu.host_total, 0), server: round(cpu.remote_total, 0) } : null,
+        agents: m.agents,
+        capturedOnNodeB: m.captured ?? null,
+      };
+      throughput.push(s);
+      log(`iperf3 ${p.id} -P ${streams}: ${fmt(s.gbps)} Gbit/s, agents cpu a/b ${cpuCell(s.agents)} %, node-b captured: ${capCell(s.capturedOnNodeB)}`);
+    }
+  }
+
+  // Request/response latency at a fixed rate.
+  const latency: LatencySample[] = [];
+  for (const keepAlive of [false, true]) {
+    const order = PATHS.map((_, i) => PATHS[(i + k) % PATHS.length] as PathDef);
+    k++;
+    for (const p of order) {
+      const m = await measured(lab, pids, () => load(lab, p, serverIp(p), { rps: params.rps, seconds: params.latencySeconds, warmupSeconds: params.latencyWarmupSeconds, bodyBytes: params.requestBytes, keepAlive }));
+      const r = m.result;
+      const s: LatencySample = {
+        path: p.id,
+        keepAlive,
+        sent: r.sent,
+        completed: r.completed,
+        errors: r.errors,
+        skipped: r.skipped,
+        firstErrors: r.firstErrors,
+        achievedRps: r.achievedRps,
+        connections: r.connections,
+        p50Ms: percentile(r.latencyMs, 50),
+        p90Ms: percentile(r.latencyMs, 90),
+        p99Ms: percentile(r.latencyMs, 99),
+        maxMs: percentile(r.latencyMs, 100),
+        agents: m.agents,
+        capturedOnNodeB: m.captured ?? null,
+        latencyMs: r.latencyMs,
+      };
+      latency.push(s);
+      log(`latency ${p.id} ${keepAlive ? 'keep-alive' : 'new conn'}: ${fmt(s.achievedRps, 0)}/s p50 ${fmt(s.p50Ms, 3)} ms p99 ${fmt(s.p99Ms, 3)} ms, errors ${s.errors}, agents cpu a/b ${cpuCell(s.agents)} %`);
+    }
+  }
+  const agentEnd = agentSnapshot(pids);
+  const countersEnd = await capturedConnections(lab);
+
+  // ---------------------------------------------------------------- ratios and table
+  const tp = (path: PathId, streams: number): ThroughputSample | undefined => throughput.find((s) => s.path === path && s.streams === streams);
+  const lat = (path: PathId, keepAlive: boolean): LatencySample | undefined => latency.find((s) => s.path === path && s.keepAlive === keepAlive);
+  const byStreams = (a: PathId, b: PathId): Record<string, number> => Object.fromEntries(params.streams.map((n) => [String(n), round((tp(a, n)?.gbps ?? Number.NaN) / (tp(b, n)?.gbps ?? Number.NaN), 3)]));
+  type Added = { p50AddedMs: number; p99AddedMs: number; p50Ratio: number; p99Ratio: number };
+  const overhead = (a: PathId, b: PathId): { newConnection: Added; keepAlive: Added } =>
+    Object.fromEntries(
+      [false, true].map((ka) => {
+        const x = lat(a, ka);
+        const y = lat(b, ka);
+        const d = (f: 'p50Ms' | 'p99Ms'): number => round((x?.[f] ?? Number.NaN) - (y?.[f] ?? Number.NaN), 3);
+        const q = (f: 'p50Ms' | 'p99Ms'): number => round((x?.[f] ?? Number.NaN) / (y?.[f] ?? Number.NaN), 2);
+        return [ka ? 'keepAlive' : 'newConnection', { p50AddedMs: d('p50Ms'), p99AddedMs: d('p99Ms'), p50Ratio: q('p50Ms'), p99Ratio: q('p99Ms') }];
+      }),
+    ) as { newConnection: Added; keepAlive: Added };
+  const ratios = {
+    throughput: {
+      mesh_over_direct: { label: 'mesh / direct', byStreams: byStreams('mesh', 'direct') },
+      inbound_over_direct: { label: 'plaintext inbound / direct', byStreams: byStreams('inbound', 'direct') },
+    },
+    latency: {
+      mesh_vs_direct: { label: 'mesh - direct', ...overhead('mesh', 'direct') },
+      inbound_vs_direct: { label: 'plaintext inbound - direct', ...overhead('inbound', 'direct') },
+    },
+  };
+
+  const machine = {
+    nproc: os.availableParallelism(),
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    node: process.version,
+    openssl: process.versions.openssl,
+    kernel: os.release(),
+    arch: process.arch,
+    totalMemBytes: os.totalmem(),
+    loadavgStart,
+    loadavgEnd: os.loadavg(),
+    tools: { iperf3: version(['iperf3', '-v']), nft: version(['nft', '--version']) },
+  };
+
+  const L: string[] = [];
+  L.push(`In-pod capture benchmark, lab '${LAB}' (mesh: true, one ambit agent per node), node-a -> node-b over veth/bridge`);
+  L.push(`${machine.nproc} CPUs (${machine.cpuModel}), node ${machine.node}, kernel ${machine.kernel}; load avg ${loadavgStart.map((x) => x.toFixed(2)).join(' ')} -> ${machine.loadavgEnd.map((x) => x.toFixed(2)).join(' ')}`);
+  L.push('');
+  L.push(`Throughput, iperf3 -t ${params.iperfSeconds}, Gbit/s (receiver); agent CPU % of one core node-a/node-b; connections node-b's agent accepted`);
+  L.push(`${pad('path', 38)}${pad('1 stream', 10, true)}  ${pad('agents', 10)}${pad('4 streams', 10, true)}  ${pad('agents', 10)}captured (node-b, 4 streams)`);
+  for (const p of PATHS) {
+    const one = tp(p.id, 1);
+    const four = tp(p.id, 4);
+    L.push(`${pad(p.label, 38)}${pad(fmt(one?.gbps), 10, true)}  ${pad(one ? cpuCell(one.agents) : '-', 10)}${pad(fmt(four?.gbps), 10, true)}  ${pad(four ? cpuCell(four.agents) : '-', 10)}${four ? capCell(four.capturedOnNodeB) : '-'}`);
+  }
+  L.push(`${pad('ratio mesh / direct', 38)}${pad(fmt(ratios.throughput.mesh_over_direct.byStreams['1'], 3), 10, true)}  ${pad('', 10)}${pad(fmt(ratios.throughput.mesh_over_direct.byStreams['4'], 3), 10, true)}`);
+  L.push(`${pad('ratio plaintext inbound / direct', 38)}${pad(fmt(ratios.throughput.inbound_over_direct.byStreams['1'], 3), 10, true)}  ${pad('', 10)}${pad(fmt(ratios.throughput.inbound_over_direct.byStreams['4'], 3), 10, true)}`);
+  L.push('');
+  L.push(`Request/response, ${params.requestBytes} B POST -> ${params.responseBytes} B answer at ${params.rps}/s for ${params.latencySeconds} s (after ${params.latencyWarmupSeconds} s warm-up), ms from request issued to response end`);
+  L.push(`${pad('path', 38)}${pad('conn', 12)}${pad('done/s', 8, true)}${pad('p50', 9, true)}${pad('p90', 9, true)}${pad('p99', 9, true)}${pad('err', 5, true)}  ${pad('agents', 10)}captured (node-b)`);
+  for (const ka of [false, true]) {
+    for (const p of PATHS) {
+      const s = lat(p.id, ka);
+      if (!s) continue;
+      L.push(`${pad(p.label, 38)}${pad(ka ? 'keep-alive' : 'new per req', 12)}${pad(fmt(s.achievedRps, 0), 8, true)}${pad(fmt(s.p50Ms, 3), 9, true)}${pad(fmt(s.p90Ms, 3), 9, true)}${pad(fmt(s.p99Ms, 3), 9, true)}${pad(String(s.errors + s.skipped), 5, true)}  ${pad(cpuCell(s.agents), 10)}${capCell(s.capturedOnNodeB)}`);
+    }
+  }
+  for (const [key, label] of [['mesh_vs_direct', 'mesh - direct'], ['inbound_vs_direct', 'plaintext inbound - direct']] as const) {
+    const o = ratios.latency[key];
+    const added = (a: Added): string => `p50 ${signed(a.p50AddedMs)} ms (x${fmt(a.p50Ratio)}), p99 ${signed(a.p99AddedMs)} ms (x${fmt(a.p99Ratio)})`;
+    L.push(`added latency, ${label}:`);
+    L.push(`  ${pad('new connection per request', 28)}${added(o.newConnection)}`);
+    L.push(`  ${pad('keep-alive', 28)}${added(o.keepAlive)}`);
+  }
+  L.push('');
+  const whole = usage(agentStart, agentEnd);
+  L.push(`Agents over the whole run (${fmt(whole.wallSeconds, 1)} s): CPU s ${NODES.map((n) => `${n} ${fmt(whole.cpuSeconds[n])}`).join(', ')}; RSS MiB start -> end ${NODES.map((n) => `${n} ${fmt((agentStart.rssKiB[n] ?? Number.NaN) / 1024, 1)} -> ${fmt((agentEnd.rssKiB[n] ?? Number.NaN) / 1024, 1)}`).join(', ')}`);
+  console.log(`\n${L.join('\n')}`);
+
+  const report = {
+    schema: 'ambit-bench-inpod/1',
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    durationSeconds: round((performance.now() - t0) / 1000, 1),
+    machine,
+    parameters: params,
+    topology: {
+      lab: LAB,
+      fixture: 'test/fixtures/bench/inpod.yaml',
+      pods: Object.fromEntries(Object.values(ips).map((w) => [`${w.namespace}/${w.name}`, { node: w.node, ip: w.ip }])),
+      agents: Object.fromEntries(NODES.map((n) => [n, { pid: pids[n] }])),
+      paths: Object.fromEntries(PATHS.map((p) => [p.id, p.what])),
+    },
+    units: {
+      throughput: 'Gbit/s (1e9 bit/s), iperf3 end.sum_received.bits_per_second',
+      latency: 'ms from http.request() to the end of the response body',
+      agentCpu: 'CPU seconds (utime+stime of the agent and its children) over the phase, and percent of one core',
+      rss: 'KiB, VmRSS of the agent process',
+      captured: "change of node-b's istio_tcp_connections_opened_total{reporter=destination} by connection_security_policy over the phase",
+    },
+    throughput,
+    latency,
+    ratios,
+    agents: { start: agentStart, end: agentEnd, whole, capturedOnNodeB: { start: countersStart ?? null, end: countersEnd ?? null } },
+  };
+  mkdirSync(RESULTS, { recursive: true });
+  const file = join(RESULTS, `inpod-${startedAt.toISOString().replaceAll(':', '-')}.json`);
+  const text = `${JSON.stringify(report, null, 2).replace(/\[\s*(-?[\d.e+-]+(?:,\s*-?[\d.e+-]+)*)\s*\]/g, (_m, inner: string) => `[${inner.split(/,\s*/).join(',')}]`)}\n`;
+  writeFileSync(file, text);
+  writeFileSync(join(RESULTS, 'inpod-latest.json'), text);
+  log(`results written to ${file} and bench/results/inpod-latest.json`);
+}
+
+try {
+  await main();
+} catch (err) {
+  console.error(`in-pod benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  process.exitCode = 1;
+} finally {
+  await cleanup();
+  try {
+    const left = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.startsWith(`${LAB}-`));
+    if (left.length > 0) console.error(`warning: lab namespaces left behind: ${left.join(', ')}; run 'ambit lab down --name ${LAB}'`);
+  } catch {
+    // ip is missing: nothing was created either
+  }
+}

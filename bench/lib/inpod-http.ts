@@ -1,0 +1,194 @@
+/**
+ * The request/response side of the in-pod benchmark (bench/inpod-bench.ts),
+ * one script with two modes, each run inside a lab pod with `ip netns exec`:
+ *
+ *   node inpod-http.js server <ip> <port>
+ *     HTTP/1.1 server: reads the request body, answers with `responseBytes`
+ *     (1 KiB) of payload. Prints one JSON line {"ev":"ready"} once listening;
+ *     exits when stdin closes (the driver ends it) or on SIGTERM.
+ *
+ *   node inpod-http.js load '<LoadArgs as JSON>'
+ *     Open-loop load generator: POSTs `bodyBytes` at a fixed rate for
+ *     `seconds` (after `warmupSeconds` not recorded), with or without
+ *     keep-alive, and prints one JSON line (LoadResult) at the end. Without
+ *     keep-alive every request is a new TCP connection (`Connection: close`),
+ *     so in the mesh each one is a new capture + HBONE stream.
+ *
+ * Latency is from the moment the request is issued (connect included) to the
+ * end of the response body, in ms. The schedule is fixed in advance; when
+ * the generator falls behind it sends the late requests at once (so slowness
+ * shows up as latency, not as a lower rate), up to `maxInFlight`.
+ */
+import http from 'node:http';
+import { performance } from 'node:perf_hooks';
+
+export interface LoadArgs {
+  readonly host: string;
+  readonly port: number;
+  readonly rps: number;
+  readonly seconds: number;
+  readonly warmupSeconds: number;
+  readonly bodyBytes: number;
+  readonly keepAlive: boolean;
+  readonly maxInFlight?: number;
+  readonly timeoutMs?: number;
+}
+
+export interface LoadResult {
+  readonly sent: number;
+  readonly completed: number;
+  readonly errors: number;
+  /** Requests not sent because maxInFlight was reached. */
+  readonly skipped: number;
+  readonly firstErrors: readonly string[];
+  readonly seconds: number;
+  /** Completed requests per second over the recorded window. */
+  readonly achievedRps: number;
+  /** Latencies (ms) of the requests issued in the recorded window, in issue order. */
+  readonly latencyMs: readonly number[];
+  /** TCP connections the client opened (sockets created) over the whole run. */
+  readonly connections: number;
+}
+
+const RESPONSE_BYTES = 1024;
+
+function runServer(host: string, port: number): void {
+  const payload = Buffer.alloc(RESPONSE_BYTES, 0x61);
+  const server = http.createServer((req, res) => {
+    req.on('data', () => undefined);
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(payload.length) });
+      res.end(payload);
+    });
+    req.on('error', () => res.destroy());
+  });
+  server.keepAliveTimeout = 5000;
+  server.listen(port, host, () => process.stdout.write(`${JSON.stringify({ ev: 'ready', pid: process.pid })}\n`));
+  const stop = (): void => {
+    server.close();
+    server.closeAllConnections();
+    process.exit(0);
+  };
+  process.stdin.on('end', stop);
+  process.stdin.on('error', stop);
+  process.stdin.resume();
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+async function runLoad(a: LoadArgs): Promise<LoadResult> {
+  const body = Buffer.alloc(a.bodyBytes, 0x62);
+  const agent = new http.Agent({ keepAlive: a.keepAlive, maxSockets: a.keepAlive ? 64 : Infinity });
+  let connections = 0;
+  const maxInFlight = a.maxInFlight ?? 256;
+  const timeoutMs = a.timeoutMs ?? 5000;
+  const total = Math.round(a.rps * (a.warmupSeconds + a.seconds));
+  const warm = Math.round(a.rps * a.warmupSeconds);
+  const interval = 1000 / a.rps;
+  const latencyMs: number[] = [];
+  const firstErrors: string[] = [];
+  let sent = 0;
+  let completed = 0;
+  let errors = 0;
+  let skipped = 0;
+  let inFlight = 0;
+  let recordStart = Number.NaN;
+  let recordEnd = Number.NaN;
+
+  const one = (index: number): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const t0 = performance.now();
+      let done = false;
+      const finish = (err?: Error): void => {
+        if (done) return;
+        done = true;
+        inFlight--;
+        if (index >= warm) {
+          if (err) {
+            errors++;
+            if (firstErrors.length < 5) firstErrors.push(err.message);
+          } else {
+            completed++;
+            latencyMs.push(Math.round((performance.now() - t0) * 1000) / 1000);
+            recordEnd = performance.now();
+          }
+        }
+        resolve();
+      };
+      inFlight++;
+      const req = http.request(
+        {
+          host: a.host,
+          port: a.port,
+          method: 'POST',
+          path: '/',
+          agent,
+          headers: { 'content-type': 'application/octet-stream', 'content-length': String(body.length), ...(a.keepAlive ? {} : { connection: 'close' }) },
+        },
+        (res) => {
+          res.on('data', () => undefined);
+          res.on('end', () => finish(res.statusCode === 200 ? undefined : new Error(`status ${res.statusCode}`)));
+          res.on('error', finish);
+        },
+      );
+      req.on('socket', (s) => {
+        if (!(s as { __counted?: boolean }).__counted) {
+          (s as { __counted?: boolean }).__counted = true;
+          connections++;
+        }
+      });
+      req.setTimeout(timeoutMs, () => req.destroy(new Error(`timeout after ${timeoutMs} ms`)));
+      req.on('error', finish);
+      req.end(body);
+    });
+
+  const pending: Array<Promise<void>> = [];
+  const start = performance.now();
+  await new Promise<void>((resolve) => {
+    const tick = (): void => {
+      const due = Math.min(total, Math.floor((performance.now() - start) / interval) + 1);
+      while (sent < due) {
+        if (sent === warm) recordStart = performance.now();
+        if (inFlight >= maxInFlight) {
+          if (sent >= warm) skipped++;
+          sent++;
+          continue;
+        }
+        pending.push(one(sent));
+        sent++;
+      }
+      if (sent >= total) {
+        resolve();
+        return;
+      }
+      const next = start + sent * interval;
+      setTimeout(tick, Math.max(0, next - performance.now()));
+    };
+    tick();
+  });
+  await Promise.all(pending);
+  agent.destroy();
+  const seconds = (recordEnd - recordStart) / 1000;
+  return {
+    sent: sent - warm,
+    completed,
+    errors,
+    skipped,
+    firstErrors,
+    seconds: Math.round(seconds * 1000) / 1000,
+    achievedRps: Math.round((completed / seconds) * 10) / 10,
+    latencyMs,
+    connections,
+  };
+}
+
+const [mode, ...rest] = process.argv.slice(2);
+if (mode === 'server') {
+  runServer(rest[0] ?? '0.0.0.0', Number(rest[1] ?? 8080));
+} else if (mode === 'load') {
+  const result = await runLoad(JSON.parse(rest[0] ?? '{}') as LoadArgs);
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+} else {
+  process.stderr.write('usage: inpod-http.js server <ip> <port> | load <json>\n');
+  process.exitCode = 64;
+}
