@@ -97,7 +97,7 @@ export class Agent {
       dial: (dst, srcIp) => {
         const src = srcIp ? state.workloadByIp(srcIp) : undefined;
         if (!src?.netns) throw new Error(`no local pod network namespace for source ${srcIp ?? '(none)'}`);
-        return connectFromNetns(world.native, { netns: src.netns, host: dst.host, port: dst.port, mark: cfg.packetMark });
+        return connectFromNetns(world.native, { netns: src.netns, host: dst.host, port: dst.port, mark: cfg.packetMark }).setNoDelay(true);
       },
     });
     this.#inboundDeps = {
@@ -161,11 +161,12 @@ export class Agent {
     try {
       if (!w.netns) throw new ConfigError(`workload ${w.namespace}/${w.name} has no netns in the cluster file`);
       await this.#certs.ensure(this.#state.identityOf(w));
-      const hbone = await listenInNetns(this.#w.native, { netns: w.netns, address: '0.0.0.0', port: this.#cfg.inboundPort, reusePort: true, mark: this.#cfg.packetMark });
+      // TCP_NODELAY everywhere, as ztunnel: Nagle plus delayed ACKs would stall small HEADERS/DATA writes.
+      const hbone = await listenInNetns(this.#w.native, { netns: w.netns, address: '0.0.0.0', port: this.#cfg.inboundPort, reusePort: true, mark: this.#cfg.packetMark, server: { noDelay: true } });
       opened.push(hbone);
       this.#inbound.serve(hbone);
       const out: OutboundDeps = { state: this.#state, pool: this.#pool, native: this.#w.native, telemetry: this.#telemetry, logger: this.#w.logger, packetMark: this.#cfg.packetMark, splice: this.#cfg.splice };
-      const listen = (address: string, port: number) => listenInNetns(this.#w.native, { netns: w.netns as string, address, port, reusePort: true, server: { allowHalfOpen: true } });
+      const listen = (address: string, port: number) => listenInNetns(this.#w.native, { netns: w.netns as string, address, port, reusePort: true, server: { allowHalfOpen: true, noDelay: true } });
       const socks = await listen('127.0.0.1', this.#cfg.socks5Port);
       opened.push(socks);
       socks.on('connection', (s) => handleSocksConnection(s, w, out));

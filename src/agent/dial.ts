@@ -29,7 +29,7 @@ export function startPodDial(native: NativeBinding, o: PodDial): Socket {
     mark: o.mark,
     allowHalfOpen: true,
     ...(transparent ? { transparent: true, bindAddress: o.spoofSource } : {}),
-  });
+  }).setNoDelay(true);
 }
 
 /** Dials and resolves once connected; rejects on error or after the connect deadline. */

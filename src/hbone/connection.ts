@@ -99,6 +99,7 @@ export class HboneConnection extends EventEmitter {
     const timeoutMs = o.connectTimeoutMs ?? S.DEFAULT_CONNECT_TIMEOUT_MS;
     return new Promise<void>((resolve, reject) => {
       const raw = o.socket;
+      raw.setNoDelay(true); // small HEADERS frames must not wait for delayed ACKs
       // Filled in once TLS starts; fail() may run before that (TCP connect errors).
       const started: { tls?: TLSSocket } = {};
       let settled = false;

@@ -107,7 +107,7 @@ export class HboneServer {
 
   /** Listens on a TCP address; the returned server is closed by close()/destroy(). */
   listen(port: number, host: string): Promise<Server> {
-    const server = createServer({ allowHalfOpen: false, pauseOnConnect: false }, (s) => this.handleConnection(s));
+    const server = createServer({ allowHalfOpen: false, pauseOnConnect: false, noDelay: true }, (s) => this.handleConnection(s));
     return this.#attachAndListen(server, () => server.listen(port, host));
   }
 
@@ -136,6 +136,7 @@ export class HboneServer {
       return;
     }
     raw.on('error', () => undefined);
+    raw.setNoDelay(true);
     this.#rawSockets.add(raw);
     raw.once('close', () => this.#rawSockets.delete(raw));
     const local = raw.localAddress ?? '';
