@@ -15,7 +15,7 @@
  * Options: --rounds N (3), --seconds S per sample (3), --warmup S (1),
  * --setup-seconds S (2), --chunk-kib K (256), --no-peer, --no-iperf, --quick.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -26,9 +26,9 @@ import { parseArgs } from 'node:util';
 import { HBONE_PORT } from '../src/hbone/settings.js';
 import { LocalCa } from '../src/identity/local-ca.js';
 import { labDown, labUp, type LabHandle, type LabTarget } from '../src/lab/index.js';
-import type { LocalWorkload } from '../src/state/local-config.js';
 import { issueFromCaDir } from './lib/certs.js';
-import { Endpoint, stopChild } from './lib/endpoint.js';
+import { Endpoint } from './lib/endpoint.js';
+import { fmt, Harness, has, num, pad, version, waitListening, workload } from './lib/harness.js';
 import { planPeer } from './lib/peer.js';
 import { cpuSeconds } from './lib/proc.js';
 import type { ClientConfig, CountResult, LoadStarted, LoadStopped, Path, ServerConfig, SetupResult } from './lib/protocol.js';
@@ -60,13 +60,6 @@ const { values: opt } = parseArgs({
   },
 });
 
-function num(v: string | undefined, dflt: number, name: string): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got ${v}`);
-  return n;
-}
-
 const quick = opt.quick === true;
 const params = {
   rounds: Math.round(num(opt.rounds, quick ? 1 : 3, 'rounds')),
@@ -81,112 +74,16 @@ const params = {
   ports: PORTS,
 };
 
-// ------------------------------------------------------------------ cleanup
-
-const cleanups: Array<{ what: string; run: () => Promise<unknown> }> = [];
-let cleaning: Promise<void> | undefined;
-
-function onCleanup(what: string, run: () => Promise<unknown>): void {
-  cleanups.push({ what, run });
-}
-
-/** Runs every registered cleanup once, newest first; each failure is reported, none stops the others. */
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const c of cleanups.reverse()) {
-      try {
-        await c.run();
-      } catch (err) {
-        console.error(`cleanup (${c.what}) failed: ${err instanceof Error ? err.message : String(err)}`);
-      }
-    }
-  })();
-  return cleaning;
-}
-
-let interrupted = false;
-for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
-  process.on(sig, () => {
-    if (!interrupted) console.error(`\n${sig}: stopping the benchmark and removing the lab`);
-    interrupted = true;
-    void cleanup().finally(() => process.exit(code));
-  });
-}
-process.on('uncaughtException', (err) => {
-  console.error(`benchmark failed: ${err.stack ?? err.message}`);
-  void cleanup().finally(() => process.exit(1));
-});
-// Output piped into `head` must not kill the benchmark before it cleans up.
-process.stdout.on('error', () => undefined);
-process.stderr.on('error', () => undefined);
+const harness = new Harness('benchmark');
+const onCleanup = harness.onCleanup.bind(harness);
 
 // ------------------------------------------------------------------ helpers
-
-function has(tool: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }).status === 0;
-}
-
-function version(argv: readonly string[]): string | undefined {
-  const [cmd, ...args] = argv;
-  if (!cmd || !has(cmd)) return undefined;
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  return `${r.stdout}${r.stderr}`.trim().split('\n')[0];
-}
-
-function workload(lab: LabHandle, name: string): LocalWorkload {
-  const w = lab.cluster.workloads.find((x) => x.namespace === NS && x.name === name);
-  if (!w) throw new Error(`lab has no pod ${NS}/${name}`);
-  return w;
-}
 
 function spawnEndpoint(lab: LabHandle, name: string, target: LabTarget, script: string, config: ServerConfig | ClientConfig): Endpoint {
   const proc = lab.spawn(target, [process.execPath, '--enable-source-maps', script, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'pipe'] });
   const ep = new Endpoint(name, proc);
   onCleanup(`stop ${name}`, () => ep.stop());
   return ep;
-}
-
-interface Tool {
-  readonly pid: number | undefined;
-  output(): string;
-  alive(): boolean;
-}
-
-function spawnTool(lab: LabHandle, name: string, target: LabTarget, argv: readonly string[]): Tool {
-  const proc = lab.spawn(target, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const keep = (d: Buffer): void => {
-    out = (out + d.toString()).slice(-4096);
-  };
-  proc.stdout?.on('data', keep);
-  proc.stderr?.on('data', keep);
-  proc.on('error', (err) => keep(Buffer.from(`spawn failed: ${err.message}\n`)));
-  onCleanup(`stop ${name}`, () => stopChild(proc));
-  return { pid: proc.pid, output: () => out, alive: () => proc.exitCode === null && proc.signalCode === null && proc.pid !== undefined };
-}
-
-async function retry<T>(what: string, fn: () => Promise<T>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > deadline) throw new Error(`${what}: ${err instanceof Error ? err.message : String(err)}`);
-      await sleep(200);
-    }
-  }
-}
-
-/** Waits until something listens on TCP `port` inside the target's netns (ss, read-only). */
-async function waitListening(lab: LabHandle, target: LabTarget, port: number, alive: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const r = await lab.exec(target, ['ss', '-Hltn', `sport = :${port}`], { timeoutMs: 5000 });
-    if (r.stdout.trim() !== '') return;
-    if (!alive()) throw new Error(`nothing listens on port ${port} and the process has exited`);
-    await sleep(100);
-  }
-  throw new Error(`nothing listens on port ${port} after ${timeoutMs} ms`);
 }
 
 const gbit = (bytes: number, seconds: number): number => (bytes * 8) / seconds / 1e9;
@@ -270,7 +167,7 @@ interface IperfJson {
 async function sampleIperf(ctx: Ctx, c: ThroughputConfig, roundNo: number): Promise<Sample> {
   const argv = ['iperf3', '-c', ctx.serverIp, '-p', String(PORTS.iperf), '-t', String(params.sampleSeconds), '-O', String(params.warmupSeconds), '-P', String(c.streams), '-J'];
   const timeoutMs = (params.sampleSeconds + params.warmupSeconds + 20) * 1000;
-  const r = await retry('iperf3', async () => {
+  const r = await harness.retry('iperf3', async () => {
     const res = await ctx.lab.exec(CLIENT_POD, argv, { timeoutMs });
     const j = JSON.parse(res.stdout || '{}') as IperfJson;
     if (res.code !== 0 || !j.end?.sum_received) throw new Error(j.error ?? (res.stderr.trim() || `exit ${res.code}`));
@@ -295,14 +192,6 @@ interface ThroughputResult extends ThroughputConfig {
   medianGbps: number;
   minGbps: number;
   maxGbps: number;
-}
-
-function fmt(x: number | undefined, digits = 2): string {
-  return x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(digits);
-}
-
-function pad(s: string, n: number, right = false): string {
-  return right ? s.padStart(n) : s.padEnd(n);
 }
 
 interface Ratio {
@@ -365,8 +254,8 @@ async function main(): Promise<void> {
   await labDown(LAB);
   onCleanup('remove lab', () => labDown(LAB));
   const lab = await labUp({ manifests: FIXTURE, name: LAB, mesh: false });
-  const clientW = workload(lab, 'client');
-  const serverW = workload(lab, 'server');
+  const clientW = workload(lab, NS, 'client');
+  const serverW = workload(lab, NS, 'server');
   log(`lab '${LAB}' up: client ${clientW.ip} on ${clientW.node}, server ${serverW.ip} on ${serverW.node}`);
 
   const tmp = mkdtempSync(join(os.tmpdir(), 'ambit-bench-'));
@@ -397,12 +286,12 @@ async function main(): Promise<void> {
     // The peer proxy presents the server pod's identity, so the same client key accepts it.
     const peerId = await issueFromCaDir(caDir, td, NS, serverW.serviceAccount);
     const plan = planPeer(tmp, peerId, PORTS.peer, PORTS.tinyproxy);
-    const tp = spawnTool(lab, 'tinyproxy', SERVER_POD, plan.tinyproxyArgv);
-    await waitListening(lab, SERVER_POD, PORTS.tinyproxy, () => tp.alive());
-    const nx = spawnTool(lab, 'nghttpx', SERVER_POD, plan.nghttpxArgv);
-    await waitListening(lab, SERVER_POD, PORTS.peer, () => nx.alive());
+    const tp = harness.spawnTool(lab, 'tinyproxy', SERVER_POD, plan.tinyproxyArgv);
+    await waitListening(lab, SERVER_POD, PORTS.tinyproxy, tp);
+    const nx = harness.spawnTool(lab, 'nghttpx', SERVER_POD, plan.nghttpxArgv);
+    await waitListening(lab, SERVER_POD, PORTS.peer, nx);
     onCleanup('nghttpx log', async () => {
-      if (nx.alive() || interrupted) return;
+      if (nx.alive() || harness.interrupted) return;
       let errlog = '';
       try {
         errlog = readFileSync(plan.files.nghttpxLog, 'utf8').slice(-2000);
@@ -426,8 +315,8 @@ async function main(): Promise<void> {
   const iperfAvailable = opt['no-iperf'] !== true && has('iperf3');
   if (opt['no-iperf'] !== true && !iperfAvailable) notes.push('iperf3 reference skipped: iperf3 not installed');
   if (iperfAvailable) {
-    const ip3 = spawnTool(lab, 'iperf3 server', SERVER_POD, ['iperf3', '-s', '-B', serverW.ip, '-p', String(PORTS.iperf)]);
-    await waitListening(lab, SERVER_POD, PORTS.iperf, () => ip3.alive());
+    const ip3 = harness.spawnTool(lab, 'iperf3 server', SERVER_POD, ['iperf3', '-s', '-B', serverW.ip, '-p', String(PORTS.iperf)]);
+    await waitListening(lab, SERVER_POD, PORTS.iperf, ip3);
   }
 
   const client = spawnEndpoint(lab, 'client endpoint', CLIENT_POD, CLIENT_JS, {
@@ -450,7 +339,7 @@ async function main(): Promise<void> {
   let peerOk = peerAvailable;
   if (peerAvailable) {
     try {
-      await retry('peer probe', () => client.request('probe', { path: 'peer' }, 5000), 10_000);
+      await harness.retry('peer probe', () => client.request('probe', { path: 'peer' }, 5000), 10_000);
     } catch (err) {
       peerOk = false;
       notes.push(`peer skipped: ${err instanceof Error ? err.message : String(err)}`);
@@ -572,7 +461,7 @@ try {
   console.error(`benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   process.exitCode = 1;
 } finally {
-  await cleanup();
+  await harness.cleanup();
   // Belt and braces: nothing of the lab may survive the benchmark.
   try {
     const left = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })

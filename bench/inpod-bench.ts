@@ -24,17 +24,15 @@
  * requests/s (500), --warmup S (0.5, latency only, not recorded), --quick
  * (2 s runs). Unknown options (meant for the HBONE part) are ignored.
  */
-import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { labDown, labStatus, labUp, type LabHandle, type LabTarget } from '../src/lab/index.js';
-import type { LocalWorkload } from '../src/state/local-config.js';
-import { stopChild } from './lib/endpoint.js';
+import { labDown, labStatus, labUp, type LabHandle } from '../src/lab/index.js';
+import { fmt, Harness, num, pad, version, waitListening, workload } from './lib/harness.js';
 import type { LoadArgs, LoadResult } from './lib/inpod-http.js';
 import { cpuSeconds } from './lib/proc.js';
 import { percentile, round } from './lib/stats.js';
@@ -80,13 +78,6 @@ const { values: opt } = parseArgs({
   },
 });
 
-function num(v: string | boolean | undefined, dflt: number, name: string): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (typeof v !== 'string' || !Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got ${String(v)}`);
-  return n;
-}
-
 const quick = opt.quick === true;
 const params = {
   /** Whole seconds: iperf3 -t takes integers. */
@@ -100,104 +91,13 @@ const params = {
   ports: PORTS,
 };
 
-// ------------------------------------------------------------------ cleanup (same pattern as hbone-bench.ts)
-
-const cleanups: Array<{ what: string; run: () => Promise<unknown> }> = [];
-let cleaning: Promise<void> | undefined;
-
-function onCleanup(what: string, run: () => Promise<unknown>): void {
-  cleanups.push({ what, run });
-}
-
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const c of cleanups.reverse()) {
-      try {
-        await c.run();
-      } catch (err) {
-        console.error(`cleanup (${c.what}) failed: ${err instanceof Error ? err.message : String(err)}`);
-      }
-    }
-  })();
-  return cleaning;
-}
-
-let interrupted = false;
-for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
-  process.on(sig, () => {
-    if (!interrupted) console.error(`\n${sig}: stopping the in-pod benchmark and removing the lab`);
-    interrupted = true;
-    void cleanup().finally(() => process.exit(code));
-  });
-}
-process.on('uncaughtException', (err) => {
-  console.error(`in-pod benchmark failed: ${err.stack ?? err.message}`);
-  void cleanup().finally(() => process.exit(1));
-});
-process.stdout.on('error', () => undefined);
-process.stderr.on('error', () => undefined);
+const harness = new Harness('in-pod benchmark');
+const onCleanup = harness.onCleanup.bind(harness);
 
 // ------------------------------------------------------------------ helpers
 
 const t0 = performance.now();
 const log = (msg: string): void => console.error(`[inpod ${((performance.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
-
-function version(argv: readonly string[]): string | undefined {
-  const [cmd, ...args] = argv;
-  if (!cmd) return undefined;
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.error) return undefined;
-  return `${r.stdout}${r.stderr}`.trim().split('\n')[0];
-}
-
-function workload(lab: LabHandle, t: { namespace: string; pod: string }): LocalWorkload {
-  const w = lab.cluster.workloads.find((x) => x.namespace === t.namespace && x.name === t.pod);
-  if (!w) throw new Error(`lab has no pod ${t.namespace}/${t.pod}`);
-  return w;
-}
-
-interface Tool {
-  readonly proc: ChildProcess;
-  output(): string;
-  alive(): boolean;
-}
-
-function spawnTool(lab: LabHandle, name: string, target: LabTarget, argv: readonly string[]): Tool {
-  const proc = lab.spawn(target, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
-  let out = '';
-  const keep = (d: Buffer): void => {
-    out = (out + d.toString()).slice(-4096);
-  };
-  proc.stdout?.on('data', keep);
-  proc.stderr?.on('data', keep);
-  proc.stdin?.on('error', () => undefined);
-  proc.on('error', (err) => keep(Buffer.from(`spawn failed: ${err.message}\n`)));
-  onCleanup(`stop ${name}`, () => stopChild(proc));
-  return { proc, output: () => out, alive: () => proc.exitCode === null && proc.signalCode === null && proc.pid !== undefined };
-}
-
-async function retry<T>(what: string, fn: () => Promise<T>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > deadline || interrupted) throw new Error(`${what}: ${err instanceof Error ? err.message : String(err)}`);
-      await sleep(300);
-    }
-  }
-}
-
-async function waitListening(lab: LabHandle, target: LabTarget, port: number, tool: Tool, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const r = await lab.exec(target, ['ss', '-Hltn', `sport = :${port}`], { timeoutMs: 5000 });
-    if (r.stdout.trim() !== '') return;
-    if (!tool.alive()) throw new Error(`nothing listens on port ${port} and the process has exited: ${tool.output()}`);
-    await sleep(100);
-  }
-  throw new Error(`nothing listens on port ${port} after ${timeoutMs} ms: ${tool.output()}`);
-}
 
 // ------------------------------------------------------------------ agents: /proc and metrics
 
@@ -283,7 +183,7 @@ async function measured<T>(lab: LabHandle, pids: Readonly<Record<string, number>
   const a = agentSnapshot(pids);
   const result = await fn();
   // Ctrl-C stops the servers too: what the run returned after that means nothing.
-  if (interrupted) throw new Error('interrupted');
+  if (harness.interrupted) throw new Error('interrupted');
   const b = agentSnapshot(pids);
   const m1 = await capturedConnections(lab);
   return { result, agents: usage(a, b), captured: diffCounts(m0, m1) };
@@ -314,7 +214,7 @@ interface ThroughputSample {
 
 async function iperf(lab: LabHandle, p: PathDef, serverIp: string, streams: number): Promise<IperfJson> {
   const argv = ['iperf3', '-c', serverIp, '-p', String(PORTS.iperf), '-t', String(params.iperfSeconds), '-P', String(streams), '-J'];
-  return retry(
+  return harness.retry(
     `iperf3 ${p.id}`,
     async () => {
       const res = await lab.exec(p.from, argv, { timeoutMs: (params.iperfSeconds + 20) * 1000 });
@@ -359,16 +259,8 @@ async function load(lab: LabHandle, p: PathDef, host: string, a: Omit<LoadArgs, 
 
 // ------------------------------------------------------------------ report
 
-function fmt(x: number | undefined, digits = 2): string {
-  return x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(digits);
-}
-
 function signed(x: number): string {
   return Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${x.toFixed(3)}` : '-';
-}
-
-function pad(s: string, n: number, right = false): string {
-  return right ? s.padStart(n) : s.padEnd(n);
 }
 
 const cpuCell = (u: AgentUsage): string => NODES.map((n) => fmt(u.cpuPercent[n], 0)).join('/');
@@ -392,10 +284,10 @@ async function main(): Promise<void> {
   log(`starting lab '${LAB}' with one agent per node`);
   const lab = await labUp({ manifests: FIXTURE, name: LAB, mesh: true });
   const ips = {
-    client: workload(lab, POD.client),
-    server: workload(lab, POD.server),
-    legacy: workload(lab, POD.legacy),
-    legacyB: workload(lab, POD.legacyB),
+    client: workload(lab, POD.client.namespace, POD.client.pod),
+    server: workload(lab, POD.server.namespace, POD.server.pod),
+    legacy: workload(lab, POD.legacy.namespace, POD.legacy.pod),
+    legacyB: workload(lab, POD.legacyB.namespace, POD.legacyB.pod),
   };
   const serverIp = (p: PathDef): string => (p.to === POD.server ? ips.server.ip : ips.legacyB.ip);
   const status = await labStatus(LAB);
@@ -407,15 +299,15 @@ async function main(): Promise<void> {
 
   // Servers in both destination pods: iperf3 and the 1 KiB HTTP server.
   for (const [name, target, w] of [['mesh/server', POD.server, ips.server], ['outside/legacy-b', POD.legacyB, ips.legacyB]] as const) {
-    const ip3 = spawnTool(lab, `iperf3 -s in ${name}`, target, ['iperf3', '-s', '-B', w.ip, '-p', String(PORTS.iperf)]);
+    const ip3 = harness.spawnTool(lab, `iperf3 -s in ${name}`, target, ['iperf3', '-s', '-B', w.ip, '-p', String(PORTS.iperf)]);
     await waitListening(lab, target, PORTS.iperf, ip3);
-    const http = spawnTool(lab, `http server in ${name}`, target, [process.execPath, HTTP_JS, 'server', w.ip, String(PORTS.http)]);
+    const http = harness.spawnTool(lab, `http server in ${name}`, target, [process.execPath, HTTP_JS, 'server', w.ip, String(PORTS.http)]);
     await waitListening(lab, target, PORTS.http, http);
   }
 
   // Every path must work before anything is measured (capture can take a moment after the agent is ready).
   for (const p of PATHS) {
-    await retry(
+    await harness.retry(
       `probe ${p.id}`,
       async () => {
         const r = await load(lab, p, serverIp(p), { rps: 20, seconds: 0.25, warmupSeconds: 0, bodyBytes: params.requestBytes, keepAlive: false, timeoutMs: 3000 });
@@ -600,7 +492,7 @@ try {
   console.error(`in-pod benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   process.exitCode = 1;
 } finally {
-  await cleanup();
+  await harness.cleanup();
   try {
     const left = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
       .split('\n')
