@@ -1,5 +1,6 @@
 // Syscall side of the addon. See netns_socket.h for why it is N-API free.
 #include "netns_socket.h"
+#include "unique_fd.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,31 +21,6 @@ namespace {
 // headers clash with glibc's <netinet/in.h>, and the ABI value is fixed (80 for both).
 constexpr int kSoOriginalDst = 80;
 constexpr int kIp6tSoOriginalDst = 80;
-
-// Owns an fd so that every early return closes temporaries.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  void reset(int fd) {
-    if (fd_ >= 0) close(fd_);
-    fd_ = fd;
-  }
-  int get() const { return fd_; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // Must be evaluated before any cleanup, which may clobber errno.
 SysStatus Fail(const char* syscall, const char* detail = nullptr) {
@@ -69,9 +45,9 @@ template <typename Fn>
 SysStatus InNetns(const NetnsRef& ns, Fn&& fn) {
   static_assert(noexcept(fn()), "an exception inside the target netns would skip the setns back");
   static const char kSelf[] = "/proc/thread-self/ns/net";
-  Fd self(open(kSelf, O_RDONLY | O_CLOEXEC));
+  UniqueFd self(open(kSelf, O_RDONLY | O_CLOEXEC));
   if (self.get() < 0) return Fail("open", kSelf);
-  Fd owned;
+  UniqueFd owned;
   int target = ns.fd;
   if (ns.path != nullptr) {
     owned.reset(open(ns.path, O_RDONLY | O_CLOEXEC));
@@ -151,7 +127,7 @@ void FormatAddress(const sockaddr_storage& ss, std::string* address, uint16_t* p
 
 SysStatus ListenTcpInNetns(const NetnsRef& ns, const SockAddr& addr, const ListenOptions& opts, int* fd_out) {
   return InNetns(ns, [&]() noexcept -> SysStatus {
-    Fd sock(socket(addr.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
+    UniqueFd sock(socket(addr.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
     if (sock.get() < 0) return Fail("socket");
     // Same as libuv: lets the agent restart while old connections sit in TIME_WAIT.
     SysStatus st = SetInt(sock.get(), SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
@@ -168,7 +144,7 @@ SysStatus ListenTcpInNetns(const NetnsRef& ns, const SockAddr& addr, const Liste
 
 SysStatus SocketTcpInNetns(const NetnsRef& ns, const SocketOptions& opts, int* fd_out) {
   return InNetns(ns, [&]() noexcept -> SysStatus {
-    Fd sock(socket(opts.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
+    UniqueFd sock(socket(opts.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
     if (sock.get() < 0) return Fail("socket");
     SysStatus st;
     if (opts.transparent && !(st = SetTransparent(sock.get(), opts.family)).ok()) return st;

@@ -1,5 +1,6 @@
 // Syscall side of the seqpacket transport. See seqpacket.h.
 #include "seqpacket.h"
+#include "unique_fd.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -35,25 +36,6 @@ bool UnixAddr(const char* path, sockaddr_un* addr, socklen_t* len) {
   return true;
 }
 
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd) : fd_(fd) {}
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  ~ScopedFd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  int get() const { return fd_; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_;
-};
-
 }  // namespace
 
 SysStatus SeqpacketListen(const char* path, int backlog, int* fd_out) {
@@ -69,7 +51,7 @@ SysStatus SeqpacketListen(const char* path, int backlog, int* fd_out) {
   } else if (errno != ENOENT) {
     return Fail("stat", path);
   }
-  ScopedFd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  UniqueFd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (sock.get() < 0) return Fail("socket");
   if (bind(sock.get(), reinterpret_cast<const sockaddr*>(&addr), len) != 0) return Fail("bind", path);
   if (listen(sock.get(), backlog) != 0) return Fail("listen", path);
@@ -81,7 +63,7 @@ SysStatus SeqpacketConnect(const char* path, int* fd_out) {
   sockaddr_un addr;
   socklen_t len = 0;
   if (!UnixAddr(path, &addr, &len)) return Errno(ENAMETOOLONG, "connect", path);
-  ScopedFd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  UniqueFd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (sock.get() < 0) return Fail("socket");
   int rc;
   do {
