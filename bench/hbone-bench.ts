@@ -16,7 +16,7 @@
  * --setup-seconds S (2), --chunk-kib K (256), --no-peer, --no-iperf, --quick.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -28,7 +28,7 @@ import { LocalCa } from '../src/identity/local-ca.js';
 import { labDown, labUp, type LabHandle, type LabTarget } from '../src/lab/index.js';
 import { issueFromCaDir } from './lib/certs.js';
 import { Endpoint } from './lib/endpoint.js';
-import { fmt, Harness, has, num, pad, version, waitListening, workload } from './lib/harness.js';
+import { fmt, Harness, machineInfo, writeResults, has, num, pad, version, waitListening, workload } from './lib/harness.js';
 import { planPeer } from './lib/peer.js';
 import { cpuSeconds } from './lib/proc.js';
 import type { ClientConfig, CountResult, LoadStarted, LoadStopped, Path, ServerConfig, SetupResult } from './lib/protocol.js';
@@ -397,18 +397,8 @@ async function main(): Promise<void> {
   if (iperfAvailable) pairs.push(['direct_over_iperf3', 'direct TCP (Node) / iperf3', 'direct', 'iperf3']);
   const ratios = Object.fromEntries(pairs.map(([key, label, a, b]) => [key, { label, byStreams: ratio(a, b), perRound: perRound(a, b) }]));
 
-  const machine = {
-    nproc: os.availableParallelism(),
-    cpuModel: os.cpus()[0]?.model ?? 'unknown',
-    node: process.version,
-    openssl: process.versions.openssl,
-    kernel: os.release(),
-    arch: process.arch,
-    totalMemBytes: os.totalmem(),
-    loadavgStart,
-    loadavgEnd: os.loadavg(),
-    tools: { iperf3: version(['iperf3', '-v']), nghttpx: version(['nghttpx', '--version']), tinyproxy: version(['tinyproxy', '-v']) },
-  };
+  const machine = machineInfo(loadavgStart, { iperf3: version(['iperf3', '-v']), nghttpx: version(['nghttpx', '--version']), tinyproxy: version(['tinyproxy', '-v']) });
+
   const header = [
     `HBONE benchmark, lab '${LAB}': client pod ${clientW.ip} (${clientW.node}) -> server pod ${serverW.ip} (${serverW.node}) over veth/bridge`,
     `${machine.nproc} CPUs (${machine.cpuModel}), node ${machine.node}, OpenSSL ${machine.openssl}, kernel ${machine.kernel}; load avg ${loadavgStart.map((x) => x.toFixed(2)).join(' ')}`,
@@ -446,12 +436,7 @@ async function main(): Promise<void> {
     })),
     notes,
   };
-  mkdirSync(RESULTS, { recursive: true });
-  const file = join(RESULTS, `hbone-${startedAt.toISOString().replaceAll(':', '-')}.json`);
-  // Indented, but arrays of numbers (latency samples) on one line each.
-  const text = `${JSON.stringify(report, null, 2).replace(/\[\s*(-?[\d.e+-]+(?:,\s*-?[\d.e+-]+)*)\s*\]/g, (_m, inner: string) => `[${inner.split(/,\s*/).join(',')}]`)}\n`;
-  writeFileSync(file, text);
-  writeFileSync(join(RESULTS, 'latest.json'), text);
+  const file = writeResults(RESULTS, 'hbone', 'latest.json', startedAt, report);
   log(`results written to ${file} and bench/results/latest.json`);
 }
 

@@ -25,14 +25,14 @@
  * (2 s runs). Unknown options (meant for the HBONE part) are ignored.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { labDown, labStatus, labUp, type LabHandle } from '../src/lab/index.js';
-import { fmt, Harness, num, pad, version, waitListening, workload } from './lib/harness.js';
+import { fmt, Harness, machineInfo, writeResults, num, pad, version, waitListening, workload } from './lib/harness.js';
 import type { LoadArgs, LoadResult } from './lib/inpod-http.js';
 import { cpuSeconds } from './lib/proc.js';
 import { percentile, round } from './lib/stats.js';
@@ -404,18 +404,8 @@ async function main(): Promise<void> {
     },
   };
 
-  const machine = {
-    nproc: os.availableParallelism(),
-    cpuModel: os.cpus()[0]?.model ?? 'unknown',
-    node: process.version,
-    openssl: process.versions.openssl,
-    kernel: os.release(),
-    arch: process.arch,
-    totalMemBytes: os.totalmem(),
-    loadavgStart,
-    loadavgEnd: os.loadavg(),
-    tools: { iperf3: version(['iperf3', '-v']), nft: version(['nft', '--version']) },
-  };
+  const machine = machineInfo(loadavgStart, { iperf3: version(['iperf3', '-v']), nft: version(['nft', '--version']) });
+
 
   const L: string[] = [];
   L.push(`In-pod capture benchmark, lab '${LAB}' (mesh: true, one ambit agent per node), node-a -> node-b over veth/bridge`);
@@ -478,11 +468,7 @@ async function main(): Promise<void> {
     ratios,
     agents: { start: agentStart, end: agentEnd, whole, capturedOnNodeB: { start: countersStart ?? null, end: countersEnd ?? null } },
   };
-  mkdirSync(RESULTS, { recursive: true });
-  const file = join(RESULTS, `inpod-${startedAt.toISOString().replaceAll(':', '-')}.json`);
-  const text = `${JSON.stringify(report, null, 2).replace(/\[\s*(-?[\d.e+-]+(?:,\s*-?[\d.e+-]+)*)\s*\]/g, (_m, inner: string) => `[${inner.split(/,\s*/).join(',')}]`)}\n`;
-  writeFileSync(file, text);
-  writeFileSync(join(RESULTS, 'inpod-latest.json'), text);
+  const file = writeResults(RESULTS, 'inpod', 'inpod-latest.json', startedAt, report);
   log(`results written to ${file} and bench/results/inpod-latest.json`);
 }
 

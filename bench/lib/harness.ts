@@ -5,6 +5,9 @@
  * tear down the same way.
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LabHandle, LabTarget } from '../../src/lab/lab.js';
 import type { LocalWorkload } from '../../src/state/local-config.js';
@@ -137,4 +140,33 @@ export function fmt(x: number | undefined, digits = 2): string {
 
 export function pad(s: string, n: number, right = false): string {
   return right ? s.padStart(n) : s.padEnd(n);
+}
+
+/** What a result file records about the machine, so numbers from two runs can be compared fairly. */
+export function machineInfo(loadavgStart: readonly number[], tools: Readonly<Record<string, string | undefined>>) {
+  return {
+    nproc: os.availableParallelism(),
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    node: process.version,
+    openssl: process.versions.openssl,
+    kernel: os.release(),
+    arch: process.arch,
+    totalMemBytes: os.totalmem(),
+    loadavgStart,
+    loadavgEnd: os.loadavg(),
+    tools,
+  };
+}
+
+/**
+ * Writes `<dir>/<prefix>-<start time>.json` and `<dir>/<latestName>`; returns
+ * the first path. Indented, but arrays of numbers (samples) stay on one line.
+ */
+export function writeResults(dir: string, prefix: string, latestName: string, startedAt: Date, report: unknown): string {
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${prefix}-${startedAt.toISOString().replaceAll(':', '-')}.json`);
+  const text = `${JSON.stringify(report, null, 2).replace(/\[\s*(-?[\d.e+-]+(?:,\s*-?[\d.e+-]+)*)\s*\]/g, (_m, inner: string) => `[${inner.split(/,\s*/).join(',')}]`)}\n`;
+  writeFileSync(file, text);
+  writeFileSync(join(dir, latestName), text);
+  return file;
 }
