@@ -1,20 +1,34 @@
 /**
  * The node agent's composition root: the only place that constructs
  * collaborators. Everything it needs from the outside world (native binding,
- * clock, logger, metrics registry, certificate source) is injected.
+ * clock, logger, metrics registry, certificate source, redirection rules) is
+ * injected.
  *
  * Start-up: cluster view ─► CA + secret manager ─► HBONE pool and inbound
- * server ─► admin endpoints ─► per local pod: certificate, 15008 (HBONE in)
- * and 127.0.0.1:15080 (SOCKS5 out) inside the pod's netns ─► ready.
- * A pod that fails to start is retried every 5 s; it never stops the agent.
+ * server ─► admin endpoints ─► enrollment ─► ready.
+ *
+ * Enrollment is ZDS in both modes, so the agent has one code path:
+ * - with --zds-socket, the CNI node agent enrolls the pods;
+ * - without it (lab mode), the agent runs the same CNI enroller in process
+ *   over a private socket, fed with its node's ambient pods from the cluster
+ *   view; it follows the view, so a pod leaving the mesh is unenrolled (rules
+ *   removed first, then its listeners closed).
+ * For each enrolled pod the InPodManager starts a proxy: 15008 (HBONE in),
+ * 15001 (captured outbound), 15006 (plaintext in) and 127.0.0.1:15080
+ * (SOCKS5 out), all inside the pod's netns with SO_REUSEPORT.
  */
-import { readFile, writeFile } from 'node:fs/promises';
-import type { Server } from 'node:net';
+import { fstatSync, mkdtempSync, rmSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import type { Server, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Gauge, type Registry } from 'prom-client';
-import { parse as parseYaml } from 'yaml';
 import { systemClock, type Clock } from '../common/clock.js';
 import { ConfigError, toError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
+import { PodEnroller, type PodRules } from '../cni/enroller.js';
+import { applyPodSysctls } from '../cni/netns-sysctl.js';
+import { ZdsServer, type CniPodWithNetns } from '../cni/zds-server.js';
 import { HbonePool } from '../hbone/pool.js';
 import type { HboneServer } from '../hbone/server.js';
 import type { CertificateSource } from '../identity/certificate-source.js';
@@ -22,16 +36,21 @@ import { LocalCa } from '../identity/local-ca.js';
 import { SecretManager } from '../identity/secret-manager.js';
 import type { NativeBinding } from '../native/binding.js';
 import { connectFromNetns, listenInNetns } from '../native/sockets.js';
-import { install as installRedirect } from '../redirect/installer.js';
-import { ClusterState } from '../state/cluster-state.js';
-import { parseLocalClusterConfig, type LocalWorkload } from '../state/local-config.js';
+import { install as installRedirect, remove as removeRedirect } from '../redirect/installer.js';
+import type { ClusterState } from '../state/cluster-state.js';
+import type { LocalWorkload } from '../state/local-config.js';
 import { adminHandler, listenHttp, metricsHandler, readinessHandler } from './admin.js';
 import { WorkloadCertificates } from './certs.js';
+import { ClusterView, loadClusterFile, watchClusterFile, type ClusterFileWatch } from './cluster-view.js';
 import type { AgentConfig } from './config.js';
-import { createInboundServer, handlePlaintextInbound, type InboundDeps } from './inbound.js';
-import { handleCapturedOutbound, handleSocksConnection, type OutboundDeps } from './outbound.js';
 import { DEFAULT_INBOUND_PLAINTEXT_PORT, DEFAULT_OUTBOUND_CAPTURE_PORT } from './config.js';
+import { createInboundServer, handlePlaintextInbound, type InboundDeps } from './inbound.js';
+import { InPodManager, type EnrolledPod, type PodProxy } from './inpod-manager.js';
+import { handleCapturedOutbound, handleSocksConnection, type OutboundDeps } from './outbound.js';
 import { Telemetry } from './telemetry.js';
+import { AgentZdsClient } from './zds-client.js';
+
+export { loadClusterFile } from './cluster-view.js';
 
 export interface AgentWorld {
   native: NativeBinding;
@@ -40,68 +59,93 @@ export interface AgentWorld {
   clock?: Clock;
   /** Defaults to the local CA in config.caDir. */
   certificateSource?: CertificateSource;
-  /** Installs the capture rules in a pod netns (default: nftables, iptables fallback). */
-  installRedirect?: (netns: string) => Promise<unknown>;
+  /** Lab mode: installs and removes the capture rules in a pod netns (default: nftables, iptables fallback). */
+  rules?: PodRules;
 }
 
-const WORKLOAD_RETRY_MS = 5_000;
+/** Lab mode: the CNI role in process, over a private ZDS socket. */
+interface InProcessEnrollment {
+  readonly dir: string;
+  readonly server: ZdsServer;
+  readonly enroller: PodEnroller;
+}
 
-export async function loadClusterFile(path: string): Promise<ClusterState> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`cannot read cluster file ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  let doc: unknown;
-  try {
-    doc = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
-  } catch (err) {
-    throw new ConfigError(`${path} is not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`, { cause: err });
-  }
-  return new ClusterState(parseLocalClusterConfig(doc, path));
+/** The pods of `node` that belong in the mesh, as the CNI would enroll them. */
+export function ambientPods(state: ClusterState, node: string): CniPodWithNetns[] {
+  return state
+    .localWorkloads(node)
+    .filter((w): w is LocalWorkload & { netns: string } => w.tunnelProtocol !== 'NONE' && w.netns !== undefined)
+    .map((w) => ({ uid: w.uid, name: w.name, namespace: w.namespace, serviceAccount: w.serviceAccount, netnsPath: w.netns }));
 }
 
 export class Agent {
   readonly #cfg: AgentConfig;
   readonly #w: Required<Omit<AgentWorld, 'certificateSource'>>;
-  readonly #captured = new Set<string>();
   readonly #inboundDeps: InboundDeps;
+  readonly #outboundDeps: OutboundDeps;
   readonly #log: Logger;
-  readonly #state: ClusterState;
+  readonly #view: ClusterView;
   readonly #secrets: SecretManager;
   readonly #certs: WorkloadCertificates;
   readonly #pool: HbonePool;
   readonly #inbound: HboneServer;
   readonly #telemetry: Telemetry;
-  readonly #pending = new Map<string, string>();
-  readonly #listeners: Server[] = [];
+  readonly #manager: InPodManager;
+  #zds: AgentZdsClient | undefined;
   readonly #httpServers: Server[] = [];
-  readonly #retryTimers = new Set<NodeJS.Timeout>();
+  #enrollment: InProcessEnrollment | undefined;
+  #fileWatch: ClusterFileWatch | undefined;
+  #ready = false;
   #closed = false;
+  #destroyed = false;
   #onQuit: () => void = () => undefined;
 
-  private constructor(cfg: AgentConfig, state: ClusterState, world: AgentWorld, source: CertificateSource) {
+  private constructor(cfg: AgentConfig, view: ClusterView, world: AgentWorld, source: CertificateSource) {
     this.#cfg = cfg;
-    this.#w = { clock: systemClock, installRedirect: (netns) => installRedirect(netns), ...world };
+    this.#w = {
+      clock: systemClock,
+      rules: {
+        install: async (netns) => {
+          await installRedirect(netns);
+          const failed = await applyPodSysctls(netns);
+          if (failed.length > 0) world.logger.warn({ netns, failed }, 'pod sysctls not applied; an agent restart may reset a few queued connections');
+        },
+        remove: (netns) => removeRedirect(netns),
+      },
+      ...world,
+    };
     this.#log = world.logger.child({ component: 'agent', node: cfg.node });
-    this.#state = state;
+    this.#view = view;
     this.#secrets = new SecretManager({ source, clock: this.#w.clock, ttlSeconds: cfg.certTtlSeconds, logger: world.logger });
     this.#certs = new WorkloadCertificates(this.#secrets);
     this.#telemetry = new Telemetry(world.registry, world.logger);
+    this.#manager = new InPodManager({
+      startProxy: (pod) => this.#startProxy(pod),
+      resolve: (uid) => view.current.workloadByUid(uid),
+      netnsKey: (fd) => {
+        const st = fstatSync(fd);
+        return `${st.dev}:${st.ino}`;
+      },
+      closeFd: (fd) => world.native.closeFd(fd),
+      logger: world.logger,
+    });
+    const netnsOf = (w: LocalWorkload) => this.#manager.netnsOf(w.uid);
     this.#pool = new HbonePool({
       logger: world.logger,
       registry: world.registry,
       clock: this.#w.clock,
       identityFor: (id) => this.#certs.ensure(id),
       dial: (dst, srcIp) => {
-        const src = srcIp ? state.workloadByIp(srcIp) : undefined;
-        if (!src?.netns) throw new Error(`no local pod network namespace for source ${srcIp ?? '(none)'}`);
-        return connectFromNetns(world.native, { netns: src.netns, host: dst.host, port: dst.port, mark: cfg.packetMark }).setNoDelay(true);
+        const src = srcIp ? view.current.workloadByIp(srcIp) : undefined;
+        const netns = src ? netnsOf(src) : undefined;
+        if (netns === undefined) throw new Error(`no enrolled pod on this node has the source address ${srcIp ?? '(none)'}`);
+        return connectFromNetns(world.native, { netns, host: dst.host, port: dst.port, mark: cfg.packetMark }).setNoDelay(true);
       },
     });
     this.#inboundDeps = {
-      state,
+      get state() {
+        return view.current;
+      },
       node: cfg.node,
       certs: this.#certs,
       native: world.native,
@@ -110,22 +154,35 @@ export class Agent {
       registry: world.registry,
       packetMark: cfg.packetMark,
       splice: cfg.splice,
-      captured: (w) => this.#captured.has(w.uid),
+      captured: () => cfg.capture,
+      netnsOf,
+    };
+    this.#outboundDeps = {
+      get state() {
+        return view.current;
+      },
+      pool: this.#pool,
+      native: world.native,
+      telemetry: this.#telemetry,
+      logger: world.logger,
+      packetMark: cfg.packetMark,
+      splice: cfg.splice,
+      netnsOf,
     };
     this.#inbound = createInboundServer(this.#inboundDeps);
     new Gauge({ name: 'istio_build', help: 'Istio component build info', labelNames: ['component', 'tag'], registers: [world.registry] }).set({ component: 'ztunnel', tag: 'ambit-0.1.0' }, 1);
   }
 
-  /** Starts the agent; resolves once the admin endpoints are up (pods come up in the background). */
+  /** Starts the agent; resolves once the admin endpoints are up (pods are enrolled in the background). */
   static async start(cfg: AgentConfig, world: AgentWorld, preloaded?: ClusterState): Promise<Agent> {
     const state = preloaded ?? (await loadClusterFile(cfg.clusterFile));
     if (!state.config.nodes.some((n) => n.name === cfg.node) && !state.config.workloads.some((w) => w.node === cfg.node)) {
       throw new ConfigError(`node '${cfg.node}' is not in ${cfg.clusterFile}; known nodes: ${state.config.nodes.map((n) => n.name).join(', ') || '(none)'}`);
     }
     const source = world.certificateSource ?? (await LocalCa.openOrCreate(cfg.caDir, { trustDomain: state.config.trustDomain }));
-    const agent = new Agent(cfg, state, world, source);
+    const agent = new Agent(cfg, new ClusterView(state), world, source);
     await agent.#startAdmin();
-    agent.#startWorkloads();
+    agent.#startEnrollment();
     return agent;
   }
 
@@ -134,13 +191,22 @@ export class Agent {
     this.#onQuit = fn;
   }
 
+  /** The pods this agent should serve according to its cluster view. */
   get localWorkloads(): LocalWorkload[] {
-    return this.#state.localWorkloads(this.#cfg.node).filter((w) => w.tunnelProtocol !== 'NONE');
+    return this.#view.current.localWorkloads(this.#cfg.node).filter((w) => w.tunnelProtocol !== 'NONE');
+  }
+
+  #pending(): string[] {
+    if (this.#ready) return [];
+    if (!this.#enrollment) return [`waiting for the zds snapshot from ${this.#cfg.zdsSocket ?? '(none)'}`];
+    const pods = this.#enrollment.enroller.status();
+    const waiting = ambientPods(this.#view.current, this.#cfg.node).filter((p) => !pods.some((s) => s.uid === p.uid && s.phase === 'enrolled'));
+    return waiting.map((p) => `pod ${p.uid}: ${pods.find((s) => s.uid === p.uid)?.lastError ?? 'enrolling'}`);
   }
 
   async #startAdmin(): Promise<void> {
     const c = this.#cfg;
-    const readiness = { pending: () => [...this.#pending.keys()] };
+    const readiness = { pending: () => this.#pending() };
     this.#httpServers.push(await listenHttp(readinessHandler(readiness), c.readinessPort, '0.0.0.0'));
     this.#httpServers.push(await listenHttp(metricsHandler(this.#w.registry), c.metricsPort, '0.0.0.0'));
     this.#httpServers.push(
@@ -148,85 +214,108 @@ export class Agent {
     );
   }
 
-  #startWorkloads(): void {
-    const workloads = this.localWorkloads;
-    for (const w of workloads) this.#pending.set(`workload ${w.namespace}/${w.name}`, 'starting');
-    for (const w of workloads) void this.#startWorkload(w);
-    if (workloads.length === 0) void this.#markReady();
+  #startEnrollment(): void {
+    const connect = (path: string): AgentZdsClient => {
+      const client = new AgentZdsClient({ path, native: this.#w.native, manager: this.#manager, logger: this.#w.logger });
+      this.#zds = client;
+      return client;
+    };
+    if (this.#cfg.zdsSocket) {
+      const client = connect(this.#cfg.zdsSocket);
+      client.once('snapshot', () => void this.#markReady());
+      client.start();
+      return;
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'ambit-zds-'));
+    const server = new ZdsServer({ binding: this.#w.native }).listen(join(dir, 'zds.sock'));
+    server.on('error', (err: Error) => this.#log.warn({ err: err.message }, 'in-process zds server error'));
+    const enroller = new PodEnroller({ server, logger: this.#w.logger, ...(this.#cfg.capture ? { rules: this.#w.rules } : {}) });
+    this.#enrollment = { dir, server, enroller };
+    enroller.on('synced', () => void this.#markReady());
+    connect(join(dir, 'zds.sock')).start();
+    const follow = (state: ClusterState) => void enroller.setDesired(ambientPods(state, this.#cfg.node));
+    follow(this.#view.current);
+    this.#view.on('change', follow);
+    if (this.#cfg.clusterFile) this.#fileWatch = watchClusterFile(this.#cfg.clusterFile, this.#view, { logger: this.#w.logger });
   }
 
-  async #startWorkload(w: LocalWorkload): Promise<void> {
-    const key = `workload ${w.namespace}/${w.name}`;
+  async #startProxy(pod: EnrolledPod): Promise<PodProxy> {
+    const w = pod.workload;
+    const current = (): LocalWorkload => this.#view.current.workloadByUid(w.uid) ?? w;
     const opened: Server[] = [];
     try {
-      if (!w.netns) throw new ConfigError(`workload ${w.namespace}/${w.name} has no netns in the cluster file`);
-      await this.#certs.ensure(this.#state.identityOf(w));
+      await this.#certs.ensure(this.#view.current.identityOf(w));
       // TCP_NODELAY everywhere, as ztunnel: Nagle plus delayed ACKs would stall small HEADERS/DATA writes.
-      const hbone = await listenInNetns(this.#w.native, { netns: w.netns, address: '0.0.0.0', port: this.#cfg.inboundPort, reusePort: true, mark: this.#cfg.packetMark, server: { noDelay: true } });
+      const hbone = await listenInNetns(this.#w.native, { netns: pod.netnsFd, address: '0.0.0.0', port: this.#cfg.inboundPort, reusePort: true, mark: this.#cfg.packetMark, server: { noDelay: true } });
       opened.push(hbone);
       this.#inbound.serve(hbone);
-      const out: OutboundDeps = { state: this.#state, pool: this.#pool, native: this.#w.native, telemetry: this.#telemetry, logger: this.#w.logger, packetMark: this.#cfg.packetMark, splice: this.#cfg.splice };
-      const listen = (address: string, port: number) => listenInNetns(this.#w.native, { netns: w.netns as string, address, port, reusePort: true, server: { allowHalfOpen: true, noDelay: true } });
-      const socks = await listen('127.0.0.1', this.#cfg.socks5Port);
-      opened.push(socks);
-      socks.on('connection', (s) => handleSocksConnection(s, w, out));
-      if (this.#cfg.capture) {
-        // Listeners first, rules second: nothing is captured before something accepts it.
-        const outbound = await listen('0.0.0.0', DEFAULT_OUTBOUND_CAPTURE_PORT);
-        opened.push(outbound);
-        outbound.on('connection', (s) => handleCapturedOutbound(s, w, out));
-        const plaintext = await listen('0.0.0.0', DEFAULT_INBOUND_PLAINTEXT_PORT);
-        opened.push(plaintext);
-        plaintext.on('connection', (s) => handlePlaintextInbound(s, w, this.#inboundDeps));
-        await this.#w.installRedirect(w.netns);
-        this.#captured.add(w.uid);
-      }
-      if (this.#closed) {
-        for (const s of opened) s.close();
-        return;
-      }
-      this.#listeners.push(...opened);
-      this.#pending.delete(key);
-      this.#log.info({ workload: `${w.namespace}/${w.name}`, ip: w.ip, identity: this.#state.identityOf(w), captured: this.#captured.has(w.uid) }, 'workload proxy started');
-      if (this.#pending.size === 0) await this.#markReady();
+      const listen = async (address: string, port: number, onConnection: (s: Socket) => void): Promise<void> => {
+        const server = await listenInNetns(this.#w.native, { netns: pod.netnsFd, address, port, reusePort: true, server: { allowHalfOpen: true, noDelay: true } });
+        opened.push(server);
+        server.on('connection', onConnection);
+      };
+      await listen('127.0.0.1', this.#cfg.socks5Port, (s) => handleSocksConnection(s, current(), this.#outboundDeps));
+      await listen('0.0.0.0', DEFAULT_OUTBOUND_CAPTURE_PORT, (s) => handleCapturedOutbound(s, current(), this.#outboundDeps));
+      await listen('0.0.0.0', DEFAULT_INBOUND_PLAINTEXT_PORT, (s) => handlePlaintextInbound(s, current(), this.#inboundDeps));
+      this.#log.info({ workload: `${w.namespace}/${w.name}`, ip: w.ip, identity: this.#view.current.identityOf(w).toString(), captured: this.#cfg.capture }, 'workload proxy started');
+      return {
+        close: () => {
+          for (const s of opened) s.close();
+          this.#log.info({ workload: `${w.namespace}/${w.name}`, ip: w.ip }, 'workload proxy stopped');
+        },
+      };
     } catch (e) {
       for (const s of opened) s.close();
       const err = toError(e);
-      this.#pending.set(key, err.message);
-      this.#log.error({ workload: `${w.namespace}/${w.name}`, err: err.message, code: (err as { code?: string }).code }, 'workload proxy failed to start; retrying in 5s');
-      if (this.#closed) return;
-      const t = setTimeout(() => {
-        this.#retryTimers.delete(t);
-        void this.#startWorkload(w);
-      }, WORKLOAD_RETRY_MS);
-      this.#retryTimers.add(t);
+      this.#log.error({ workload: `${w.namespace}/${w.name}`, err: err.message, code: (err as { code?: string }).code }, 'workload proxy failed to start');
+      throw err;
     }
   }
 
   async #markReady(): Promise<void> {
-    this.#log.info({ workloads: this.localWorkloads.length }, 'agent ready');
+    if (this.#ready || this.#closed) return;
+    this.#ready = true;
+    this.#log.info({ workloads: this.#manager.uids().length }, 'agent ready');
     if (this.#cfg.readyFile) await writeFile(this.#cfg.readyFile, `${process.pid}\n`);
   }
 
   configDump(): unknown {
+    const state = this.#view.current;
+    const pods = new Map(this.#manager.dump().map((p) => [p.uid, p]));
     return {
       node: this.#cfg.node,
       config: this.#cfg,
-      workloads: this.#state.config.workloads,
-      services: this.#state.config.services,
+      workloads: state.config.workloads,
+      services: state.config.services,
       certificates: this.#secrets.dump(),
-      workloadState: Object.fromEntries(this.localWorkloads.map((w) => [w.uid, { info: { name: w.name, namespace: w.namespace, serviceAccount: w.serviceAccount }, state: this.#pending.has(`workload ${w.namespace}/${w.name}`) ? 'Pending' : 'Up' }])),
+      enrollment: this.#enrollment ? { mode: 'in-process', pods: this.#enrollment.enroller.status() } : { mode: 'zds', socket: this.#cfg.zdsSocket },
+      workloadState: Object.fromEntries(
+        this.localWorkloads.map((w) => [w.uid, { info: { name: w.name, namespace: w.namespace, serviceAccount: w.serviceAccount }, state: pods.get(w.uid)?.state === 'up' ? 'Up' : 'Pending' }]),
+      ),
     };
+  }
+
+  #stopEnrollment(): void {
+    this.#fileWatch?.close();
+    this.#zds?.close();
+    if (this.#enrollment) {
+      this.#enrollment.enroller.close();
+      this.#enrollment.server.close();
+      rmSync(this.#enrollment.dir, { recursive: true, force: true });
+      this.#enrollment = undefined;
+    }
+    // Listeners close; the pods' rules stay, so a restarted agent takes over without a window of direct traffic.
+    this.#manager.close();
   }
 
   /** Graceful: stop accepting, let tunnels finish until the drain deadline, then force-close. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const t of this.#retryTimers) clearTimeout(t);
-    for (const s of this.#listeners) s.close();
+    this.#stopEnrollment();
     this.#pool.close();
-    const drained = this.#inbound.close();
+    this.#log.info({ active: this.#telemetry.active }, 'draining: listeners closed, waiting for open connections');
+    const drained = Promise.all([this.#inbound.close(), this.#connectionsDone()]);
     const deadline = new Promise<'deadline'>((r) => setTimeout(() => r('deadline'), this.#cfg.drainDeadlineMs).unref());
     if ((await Promise.race([drained.then(() => 'drained' as const), deadline])) === 'deadline') {
       this.#log.warn({ deadlineMs: this.#cfg.drainDeadlineMs }, 'drain deadline reached; closing remaining connections');
@@ -234,11 +323,16 @@ export class Agent {
     this.destroy();
   }
 
+  /** Resolves when every relayed connection (inbound, outbound, passthrough) has closed. */
+  async #connectionsDone(): Promise<void> {
+    while (this.#telemetry.active > 0 && !this.#destroyed) await new Promise((r) => setTimeout(r, 100));
+  }
+
   /** Immediate: drop everything. */
   destroy(): void {
     this.#closed = true;
-    for (const t of this.#retryTimers) clearTimeout(t);
-    for (const s of this.#listeners) s.close();
+    this.#destroyed = true;
+    this.#stopEnrollment();
     this.#inbound.destroy();
     this.#pool.destroy();
     this.#secrets.close();

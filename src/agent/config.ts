@@ -24,6 +24,11 @@ export interface AgentConfig {
   readonly node: string;
   readonly clusterFile: string;
   readonly caDir: string;
+  /**
+   * The CNI node agent's ZDS socket. Without it the agent runs its own
+   * in-process enroller (lab mode) for the ambient pods of its node.
+   */
+  readonly zdsSocket?: string;
   readonly readyFile?: string;
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;

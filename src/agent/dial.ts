@@ -7,11 +7,11 @@
  */
 import { isIPv4, type Socket } from 'node:net';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../hbone/settings.js';
-import type { NativeBinding } from '../native/binding.js';
+import type { NativeBinding, NetnsRef } from '../native/binding.js';
 import { connectFromNetns } from '../native/sockets.js';
 
 export interface PodDial {
-  netns: string;
+  netns: NetnsRef;
   host: string;
   port: number;
   mark: number;

@@ -12,7 +12,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../common/logger.js';
 import type { Registry } from 'prom-client';
 import { HboneServer } from '../hbone/server.js';
-import type { NativeBinding } from '../native/binding.js';
+import type { NativeBinding, NetnsRef } from '../native/binding.js';
 import { originalDst } from '../native/sockets.js';
 import type { ClusterState } from '../state/cluster-state.js';
 import type { LocalWorkload } from '../state/local-config.js';
@@ -35,6 +35,8 @@ export interface InboundDeps {
   splice: boolean;
   /** True when the pod's traffic is captured (its rules route spoofed-source replies back). */
   captured(w: LocalWorkload): boolean;
+  /** The enrolled pod's network namespace; undefined once it left the mesh. */
+  netnsOf(w: LocalWorkload): NetnsRef | undefined;
 }
 
 export function createInboundServer(d: InboundDeps): HboneServer {
@@ -74,8 +76,9 @@ export function createInboundServer(d: InboundDeps): HboneServer {
     },
     dial: (target, req): Socket => {
       const w = local(req.localAddress);
-      if (!w?.netns) throw new Error(`workload at ${req.localAddress} has no network namespace`);
-      return startPodDial(d.native, { netns: w.netns, host: target.host, port: target.port, mark: d.packetMark, ...(d.captured(w) ? { spoofSource: req.remoteAddress } : {}) });
+      const netns = w ? d.netnsOf(w) : undefined;
+      if (!w || netns === undefined) throw new Error(`workload at ${req.localAddress} is not enrolled on this node`);
+      return startPodDial(d.native, { netns, host: target.host, port: target.port, mark: d.packetMark, ...(d.captured(w) ? { spoofSource: req.remoteAddress } : {}) });
     },
     onTunnelOpened: (req) => {
       started.set(req, Date.now());
@@ -120,13 +123,14 @@ export function handlePlaintextInbound(client: Socket, w: LocalWorkload, d: Inbo
     mtls: false,
     clusterId: 'Kubernetes',
   };
-  if (dst.address !== w.ip || ILLEGAL_TARGET_PORTS.has(dst.port) || !w.netns) {
+  const netns = d.netnsOf(w);
+  if (dst.address !== w.ip || ILLEGAL_TARGET_PORTS.has(dst.port) || netns === undefined) {
     d.telemetry.failed(rec, 'CONNECT', `plaintext inbound to ${dst.address}:${dst.port} is not this pod's application`);
     client.resetAndDestroy();
     return;
   }
   const started = Date.now();
-  dialPod(d.native, { netns: w.netns, host: w.ip, port: dst.port, mark: d.packetMark, ...(d.captured(w) ? { spoofSource: remote } : {}) }).then(
+  dialPod(d.native, { netns, host: w.ip, port: dst.port, mark: d.packetMark, ...(d.captured(w) ? { spoofSource: remote } : {}) }).then(
     async (upstream) => {
       if (client.destroyed) {
         upstream.destroy();

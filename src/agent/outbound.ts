@@ -16,7 +16,7 @@ import { bridge, h2Side, tcpSide, type BridgeResult } from '../hbone/bridge.js';
 import { HboneConnectError, HboneConnectTimeoutError, HboneError, HboneIdentityMismatchError, HboneStatusError, HboneTlsError } from '../hbone/errors.js';
 import { formatBaggage, formatForwarded, newTraceParent } from '../hbone/headers.js';
 import type { HbonePool } from '../hbone/pool.js';
-import type { NativeBinding } from '../native/binding.js';
+import type { NativeBinding, NetnsRef } from '../native/binding.js';
 import { originalDst } from '../native/sockets.js';
 import type { ClusterState } from '../state/cluster-state.js';
 import type { LocalWorkload } from '../state/local-config.js';
@@ -36,6 +36,8 @@ export interface OutboundDeps {
   packetMark: number;
   /** Relay passthrough legs with splice(). */
   splice: boolean;
+  /** The enrolled pod's network namespace; undefined once it left the mesh. */
+  netnsOf(w: LocalWorkload): NetnsRef | undefined;
   /** Bound on the time a client may take to finish the SOCKS handshake. */
   handshakeTimeoutMs?: number;
 }
@@ -201,6 +203,7 @@ function openHbone(client: Socket, src: LocalWorkload, route: Extract<OutboundRo
 }
 
 function openPassthrough(src: LocalWorkload, host: string, port: number, d: OutboundDeps): Promise<Socket> {
-  if (!src.netns) return Promise.reject(new Error(`workload ${src.namespace}/${src.name} has no network namespace`));
-  return dialPod(d.native, { netns: src.netns, host, port, mark: d.packetMark });
+  const netns = d.netnsOf(src);
+  if (netns === undefined) return Promise.reject(new Error(`workload ${src.namespace}/${src.name} is not enrolled on this node`));
+  return dialPod(d.native, { netns, host, port, mark: d.packetMark });
 }

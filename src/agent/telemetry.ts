@@ -72,6 +72,7 @@ function canonicalRevision(w: LocalWorkload): string {
 }
 
 export class Telemetry {
+  #active = 0;
   readonly #opened: Counter<Label>;
   readonly #closed: Counter<Label>;
   readonly #sent: Counter<Label>;
@@ -138,7 +139,13 @@ export class Telemetry {
     };
   }
 
+  /** Connections opened and not yet closed (what a draining agent waits for). */
+  get active(): number {
+    return this.#active;
+  }
+
   opened(r: ConnectionRecord): void {
+    this.#active++;
     this.#opened.inc(this.labels(r, '-'));
     this.#open.inc({ reporter: r.direction === 'outbound' ? 'source' : 'destination' });
     this.#access.debug(this.#fields(r), 'connection opened');
@@ -153,6 +160,7 @@ export class Telemetry {
     this.#received.inc(opened, o.bytesRecv);
     if (o.responseFlags !== '-') this.#failed.inc(l);
     this.#open.dec({ reporter: l.reporter });
+    this.#active--;
     const line = { ...this.#fields(r), bytes_sent: o.bytesSent, bytes_recv: o.bytesRecv, duration: `${Math.round(o.durationMs)}ms`, ...(o.relay ? { relay: o.relay } : {}), ...(o.error ? { error: o.error } : {}) };
     if (o.error) this.#access.error(line, 'connection complete');
     else this.#access.info(line, 'connection complete');

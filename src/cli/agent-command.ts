@@ -1,5 +1,6 @@
 /** `ambit agent`: the node agent (ztunnel analogue) for one node. */
-import { Agent, loadClusterFile } from '../agent/agent.js';
+import { Agent } from '../agent/agent.js';
+import { loadClusterFile } from '../agent/cluster-view.js';
 import * as D from '../agent/config.js';
 import type { AgentConfig } from '../agent/config.js';
 import { createLogger, LOG_LEVELS } from '../common/logger.js';
@@ -9,11 +10,13 @@ import { enumFlag, intFlag, requiredString, stringFlag, type Command, type Parse
 
 function parseConfig(args: ParsedArgs): AgentConfig {
   const readyFile = stringFlag(args, 'ready-file');
+  const zdsSocket = stringFlag(args, 'zds-socket');
   return Object.freeze({
     node: requiredString(args, 'agent', 'node'),
     clusterFile: requiredString(args, 'agent', 'cluster'),
     caDir: stringFlag(args, 'ca-dir', '/var/run/ambit/ca') as string,
     ...(readyFile ? { readyFile } : {}),
+    ...(zdsSocket ? { zdsSocket } : {}),
     logLevel: enumFlag(args, 'log-level', LOG_LEVELS, 'info'),
     logFormat: enumFlag(args, 'log-format', ['json', 'pretty'] as const, 'json'),
     adminPort: intFlag(args, 'admin-port', D.DEFAULT_ADMIN_PORT, [1, 65535]),
@@ -37,9 +40,10 @@ export const agentCommand: Command = {
     node: { type: 'string', help: 'this node name (pods with spec.nodeName equal to it are served)' },
     cluster: { type: 'string', help: 'cluster view file (JSON/YAML: nodes, workloads, services), as written by ambit lab up' },
     'ca-dir': { type: 'string', help: 'local CA directory shared by the agents of one machine', default: '/var/run/ambit/ca' },
+    'zds-socket': { type: 'string', help: 'ZDS socket of the CNI node agent; without it the agent enrolls its node\'s ambient pods itself (lab mode)' },
     'ready-file': { type: 'string', help: 'file written once every local workload is serving' },
     splice: { type: 'string', help: 'on: relay plain-TCP legs with zero-copy splice(); off: copy in JS', default: 'on' },
-    capture: { type: 'string', help: 'on: install in-pod redirection (nftables) and serve 15001/15006; off: SOCKS5 entry only', default: 'on' },
+    capture: { type: 'string', help: 'on: pods are captured (lab mode installs the in-pod nftables rules; inbound keeps the client address); off: reached through SOCKS5 and 15008 only', default: 'on' },
     'log-level': { type: 'string', help: `one of ${LOG_LEVELS.join(', ')}`, default: 'info' },
     'log-format': { type: 'string', help: 'json or pretty', default: 'json' },
     'admin-port': { type: 'string', help: 'admin port on 127.0.0.1 (/config_dump, /quitquitquit)', default: String(D.DEFAULT_ADMIN_PORT) },

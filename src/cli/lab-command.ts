@@ -6,11 +6,12 @@
  */
 import { ConfigError } from '../common/errors.js';
 import { createLogger, silentLogger, type Logger } from '../common/logger.js';
-import { DEFAULT_LAB_NAME, DEFAULT_READY_TIMEOUT_MS, labDown, labDownAll, labExec, labList, labStatus, labUp, type LabDownReport, type LabStatus, type LabTarget } from '../lab/lab.js';
+import { DEFAULT_LAB_NAME, DEFAULT_READY_TIMEOUT_MS, labApply, labDown, labDownAll, labExec, labList, labStatus, labUp, type LabDownReport, type LabStatus, type LabTarget } from '../lab/lab.js';
 import { boolFlag, enumFlag, intFlag, stringFlag, type Command, type ParsedArgs } from './command.js';
 
 const SUBCOMMAND_FLAGS: Record<string, readonly string[]> = {
   up: ['name', 'no-mesh', 'state-dir', 'ready-timeout', 'quiet', 'log-format'],
+  apply: ['name', 'quiet', 'log-format'],
   down: ['name', 'all', 'quiet', 'log-format'],
   status: ['name', 'all', 'json'],
   exec: ['name', 'node'],
@@ -85,6 +86,18 @@ async function up(args: ParsedArgs): Promise<number> {
   return 0;
 }
 
+async function apply(args: ParsedArgs): Promise<number> {
+  const manifests = args.positionals[1];
+  if (manifests === undefined) throw new ConfigError("ambit lab: 'lab apply' needs <manifests>, a YAML file or a directory of YAML files");
+  noExtraPositionals('apply', args, 2);
+  const r = await labApply(labName(args), { manifests }, { logger: logger(args) });
+  if (!boolFlag(args, 'quiet')) {
+    const changes = Object.entries(r.membership).map(([uid, m]) => `  ${uid}: ${m} the mesh\n`);
+    process.stdout.write(`applied to ${r.clusterFile}\n${changes.join('') || '  no pod changed its mesh membership\n'}`);
+  }
+  return 0;
+}
+
 async function down(args: ParsedArgs): Promise<number> {
   noExtraPositionals('down', args, 1);
   const quiet = boolFlag(args, 'quiet');
@@ -149,6 +162,10 @@ export const labCommand: Command = {
       Node, Pod with spec.nodeName, Service, and optional ambit.dev/v1alpha1
       LabConfig {podCIDR, serviceCIDR, nodeCIDR}); then start one agent per
       node unless --no-mesh.
+  apply <manifests> [--name <lab>]
+      Apply edited manifests to a running lab: labels (e.g. a namespace
+      leaving ambient mode), services and selectors; the agents follow
+      within a second. Adding or removing pods needs down and up.
   down [--name <lab>]        remove a lab (safe to repeat)
   down --all [--quiet]       remove every lab and leftover ambit-* namespaces
   status [--name <lab>] [--json] | status --all
@@ -159,12 +176,14 @@ export const labCommand: Command = {
 Needs root. State lives in /run/ambit/lab (override with AMBIT_LAB_STATE_ROOT).`,
   async run(args) {
     const sub = args.positionals[0];
-    if (sub === undefined) throw new ConfigError("ambit lab: missing subcommand (up, down, status or exec); see 'ambit lab --help'");
-    if (!(sub in SUBCOMMAND_FLAGS)) throw new ConfigError(`ambit lab: unknown subcommand '${sub}' (up, down, status or exec); see 'ambit lab --help'`);
+    if (sub === undefined) throw new ConfigError("ambit lab: missing subcommand (up, apply, down, status or exec); see 'ambit lab --help'");
+    if (!(sub in SUBCOMMAND_FLAGS)) throw new ConfigError(`ambit lab: unknown subcommand '${sub}' (up, apply, down, status or exec); see 'ambit lab --help'`);
     checkFlags(sub, args);
     switch (sub) {
       case 'up':
         return up(args);
+      case 'apply':
+        return apply(args);
       case 'down':
         return down(args);
       case 'status':

@@ -6,7 +6,7 @@
  * command sequence is unit-testable without root.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import { ConfigError } from '../common/errors.js';
@@ -538,6 +538,89 @@ function makeHandle(name: string, opts: LabEnvOptions, state: LabState, cluster:
     spawn: (target, argv, spawnOpts) => spawnIn(resolveTarget(state, target), argv, spawnOpts),
     down: () => labDown(name, opts),
   };
+}
+
+export interface LabApplyResult {
+  readonly clusterFile: string;
+  /** Pods whose mesh membership changed: uid -> 'joined' | 'left'. */
+  readonly membership: Readonly<Record<string, 'joined' | 'left'>>;
+}
+
+/**
+ * Applies edited manifests to a running lab: labels (mesh membership),
+ * services and selectors. The agents follow their cluster file, so a pod
+ * that leaves the ambient namespace is unenrolled within a second. The pod
+ * set itself (names, nodes, addresses) must stay the same: network
+ * namespaces are made by `lab up`, and changing them needs down and up.
+ */
+export async function labApply(name: string, source: { manifests?: string; spec?: LabSpec }, opts: LabEnvOptions = {}): Promise<LabApplyResult> {
+  validateLabName(name);
+  const spec = source.spec ?? (source.manifests ? await loadManifests(source.manifests) : undefined);
+  if (!spec) throw new ConfigError('lab apply needs manifests (a YAML file or a directory of YAML files)');
+  const e = env(opts);
+  const state = requireState(e.root, name);
+  if (!state.clusterFile) throw new LabNotFoundError(`lab '${name}' is not fully up (phase ${state.phase})`);
+  const plan = planLab(name, spec);
+  const key = (p: { uid: string; node: string; ip: string; netns: string }): string => `${p.uid}@${p.node}/${p.ip}/${p.netns}`;
+  const before = new Set(state.pods.map(key));
+  const after = new Set(plan.pods.map(key));
+  const added = [...after].filter((k) => !before.has(k));
+  const removed = [...before].filter((k) => !after.has(k));
+  if (added.length > 0 || removed.length > 0) {
+    throw new ConfigError(`lab apply can change labels and services, not the pod set; run 'ambit lab down --name ${name}' and 'lab up' to ${[...added.map((k) => `add ${k.split('@')[0] ?? k}`), ...removed.map((k) => `remove ${k.split('@')[0] ?? k}`)].join(', ')}`);
+  }
+  const cluster = parseLocalClusterConfig(JSON.parse(JSON.stringify(toClusterConfig(plan))) as unknown, 'lab cluster config');
+  const previous = parseLocalClusterConfig(JSON.parse(readFileSync(state.clusterFile, 'utf8')) as unknown, state.clusterFile);
+  const membership: Record<string, 'joined' | 'left'> = {};
+  for (const w of cluster.workloads) {
+    const old = previous.workloads.find((x) => x.uid === w.uid);
+    const was = old?.tunnelProtocol !== 'NONE';
+    const is = w.tunnelProtocol !== 'NONE';
+    if (old && was !== is) membership[w.uid] = is ? 'joined' : 'left';
+  }
+  // Write and rename, so an agent never reads a half-written file.
+  const tmp = `${state.clusterFile}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(cluster, null, 2) + '\n', { mode: 0o644 });
+  renameSync(tmp, state.clusterFile);
+  e.log.info({ lab: name, membership }, 'lab manifests applied');
+  return { clusterFile: state.clusterFile, membership };
+}
+
+export interface AgentRestart {
+  readonly node: string;
+  readonly oldPid: number;
+  readonly newPid: number;
+  /** Resolves when the old agent has drained and exited (SIGKILL after `drainTimeoutMs`). */
+  readonly oldExited: Promise<'terminated' | 'killed' | 'not-running'>;
+}
+
+/**
+ * Restarts a node's agent the way a DaemonSet rollout with surge does: the
+ * new agent starts next to the old one (SO_REUSEPORT listeners in every pod)
+ * and becomes ready; only then is the old one sent SIGTERM, after which it
+ * stops accepting and drains its open connections.
+ */
+export async function labRestartAgent(name: string, node: string, opts: LabEnvOptions & { readyTimeoutMs?: number; drainTimeoutMs?: number; spawnAgent?: SpawnAgent; extraArgs?: readonly string[] } = {}): Promise<AgentRestart> {
+  const e = env(opts);
+  const state = requireState(e.root, name);
+  const old = state.agents.find((a) => a.node === node);
+  const nodeRec = state.nodes.find((n) => n.name === node);
+  if (!old || !nodeRec || !state.clusterFile) throw new LabNotFoundError(`lab '${name}' has no running agent for node '${node}'`);
+  const stateDir = state.stateDir;
+  const readyFile = join(stateDir, `agent-${node}-${Date.now()}.ready`);
+  // Both agents run in the node's netns during the overlap: the new one needs its own admin ports (extraArgs).
+  const argv = [...agentArgv(defaultAgentCommand(), { node, clusterFile: state.clusterFile, caDir: join(stateDir, 'ca'), readyFile }), ...(opts.extraArgs ?? [])];
+  const proc = await (opts.spawnAgent ?? defaultSpawnAgent)({ node, netns: nodeRec.netns, argv, logFile: old.logFile, readyFile });
+  const store = new StateStore(e.root, state);
+  const startTime = processStartTime(proc.pid);
+  store.update((s) => s.agents.push({ node, pid: proc.pid, ...(startTime ? { startTime } : {}), logFile: old.logFile, readyFile }));
+  await waitForAgents([{ node, proc, readyFile, logFile: old.logFile }], opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
+  e.log.info({ lab: name, node, oldPid: old.pid, newPid: proc.pid }, 'new agent ready; stopping the old one');
+  const oldExited = stopProcess(old.pid, old.startTime, opts.drainTimeoutMs ?? 30_000).then((how) => {
+    store.update((s) => (s.agents = s.agents.filter((a) => a.pid !== old.pid)));
+    return how;
+  });
+  return { node, oldPid: old.pid, newPid: proc.pid, oldExited };
 }
 
 /** A handle on a lab that is already up (e.g. started by `ambit lab up`). */

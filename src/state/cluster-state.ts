@@ -13,12 +13,16 @@ export interface Endpoint {
 export class ClusterState {
   readonly config: LocalClusterConfig;
   readonly #byIp = new Map<string, LocalWorkload>();
+  readonly #byUid = new Map<string, LocalWorkload>();
   readonly #svcByVip = new Map<string, LocalService>();
   readonly #svcByName = new Map<string, LocalService>();
 
   constructor(config: LocalClusterConfig) {
     this.config = config;
-    for (const w of config.workloads) this.#byIp.set(w.ip, w);
+    for (const w of config.workloads) {
+      this.#byIp.set(w.ip, w);
+      this.#byUid.set(w.uid, w);
+    }
     for (const s of config.services) {
       for (const vip of s.vips) this.#svcByVip.set(vip, s);
       this.#svcByName.set(s.hostname, s);
@@ -27,6 +31,10 @@ export class ClusterState {
 
   workloadByIp(ip: string): LocalWorkload | undefined {
     return this.#byIp.get(ip);
+  }
+
+  workloadByUid(uid: string): LocalWorkload | undefined {
+    return this.#byUid.get(uid);
   }
 
   localWorkloads(node: string): LocalWorkload[] {
