@@ -25,6 +25,8 @@ export interface LocalCaOptions {
   readonly clock?: Clock;
   /** Lifetime of a newly created root. An existing root keeps its own. */
   readonly rootTtlDays?: number;
+  /** Also sign CSRs with RSA keys of at least 2048 bits (the Istio CA server allows them). Default: ECDSA P-256 only. */
+  readonly allowRsaCsr?: boolean;
 }
 
 export class LocalCa implements CertificateSource {
@@ -35,13 +37,15 @@ export class LocalCa implements CertificateSource {
   readonly rootNotAfter: number;
   readonly #key: webcrypto.CryptoKey;
   readonly #clock: Clock;
+  readonly #allowRsa: boolean;
 
-  private constructor(trustDomain: string, root: StoredRoot, key: webcrypto.CryptoKey, clock: Clock) {
+  private constructor(trustDomain: string, root: StoredRoot, key: webcrypto.CryptoKey, clock: Clock, allowRsa = false) {
     this.trustDomain = trustDomain;
     this.rootCertPem = root.certPem;
     this.rootNotAfter = Date.parse(new X509Certificate(root.certPem).validTo);
     this.#key = key;
     this.#clock = clock;
+    this.#allowRsa = allowRsa;
   }
 
   /** Opens the root in `dir`, creating it if absent; safe when several processes do this at once. */
@@ -49,14 +53,41 @@ export class LocalCa implements CertificateSource {
     const { trustDomain, clock, ttlMs } = checkOptions(opts);
     const root = await loadOrCreateRoot(dir, () => newRoot(trustDomain, clock, ttlMs));
     checkRoot(root.certPem, trustDomain, clock, dir);
-    return new LocalCa(trustDomain, root, await loadKey(root, dir), clock);
+    return new LocalCa(trustDomain, root, await loadKey(root, dir), clock, opts.allowRsaCsr);
+  }
+
+  /**
+   * A CA over a root held elsewhere (e.g. one step of a root rotation). The
+   * root is checked like a stored one: a CA certificate for this trust
+   * domain, valid now, with a usable ECDSA P-256 key.
+   */
+  static async fromRoot(root: StoredRoot, opts: LocalCaOptions): Promise<LocalCa> {
+    const { trustDomain, clock } = checkOptions(opts);
+    try {
+      checkRoot(root.certPem, trustDomain, clock, 'the supplied root');
+    } catch (err) {
+      if (err instanceof CaStoreError) throw err;
+      throw new CaStoreError(`the supplied root is not a pem certificate: ${(err as Error).message}; pass the root's certificate pem`, { cause: err });
+    }
+    return new LocalCa(trustDomain, root, await loadKey(root, 'the supplied root'), clock, opts.allowRsaCsr);
+  }
+
+  /** A fresh root for this CA's trust domain, not yet used by anything (the first step of a rotation). */
+  static createRoot(opts: LocalCaOptions): Promise<StoredRoot> {
+    const { trustDomain, clock, ttlMs } = checkOptions(opts);
+    return newRoot(trustDomain, clock, ttlMs);
   }
 
   /** An in-memory root: for tests, including a second "foreign" CA that peers must not trust. */
   static async createEphemeral(opts: LocalCaOptions): Promise<LocalCa> {
     const { trustDomain, clock, ttlMs } = checkOptions(opts);
     const root = await newRoot(trustDomain, clock, ttlMs);
-    return new LocalCa(trustDomain, root, await loadKey(root, 'memory'), clock);
+    return new LocalCa(trustDomain, root, await loadKey(root, 'memory'), clock, opts.allowRsaCsr);
+  }
+
+  /** The roots a peer must trust for this CA's leaves: just this one root. */
+  trustBundle(): string[] {
+    return [this.rootCertPem];
   }
 
   /**
@@ -69,7 +100,7 @@ export class LocalCa implements CertificateSource {
       throw new InvalidTtlError(`certificate ttl must be a positive number of seconds, got ${req.ttlSeconds}`);
     }
     this.#checkTrustDomain(req.identity.trustDomain, req.identity.toString());
-    const csr = await readCsr(req.csrPem);
+    const csr = await readCsr(req.csrPem, { allowRsa: this.#allowRsa });
     const sans = [...csr.uris.map((u) => `uri:${u}`), ...csr.otherSans];
     if (csr.uris.length !== 1 || csr.otherSans.length > 0) {
       const found = sans.length === 0 ? 'no subject alternative name' : `${sans.length} subject alternative names (${sans.join(', ')})`;

@@ -10,7 +10,7 @@
  */
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import { KeyObject, createPrivateKey, randomBytes, webcrypto } from 'node:crypto';
+import { KeyObject, createPrivateKey, createPublicKey, randomBytes, webcrypto } from 'node:crypto';
 import type { SpiffeId } from './spiffe.js';
 import { InvalidCsrError } from './errors.js';
 
@@ -73,6 +73,16 @@ export interface CsrInfo {
   readonly uris: readonly string[];
   /** Every other SAN as `<type>:<value>` (e.g. `dns:example.com`). */
   readonly otherSans: readonly string[];
+  /** The requested key: `ec-p256`, or `rsa-<bits>` when `allowRsa` let an RSA key through. */
+  readonly keyType?: string;
+}
+
+/** The smallest RSA modulus a CA accepts when RSA CSRs are allowed. */
+export const MIN_RSA_BITS = 2048;
+
+export interface ReadCsrOptions {
+  /** Also accept RSA keys of at least `MIN_RSA_BITS` (the Istio CA server does; the local CA does not). */
+  readonly allowRsa?: boolean;
 }
 
 /**
@@ -80,16 +90,18 @@ export interface CsrInfo {
  * the key). Only ECDSA P-256 keys are accepted: that is what the mesh issues,
  * and it keeps every leaf's strength equal to the root's.
  */
-export async function readCsr(csrPem: string): Promise<CsrInfo> {
+export async function readCsr(csrPem: string, opts: ReadCsrOptions = {}): Promise<CsrInfo> {
   let csr: x509.Pkcs10CertificateRequest;
   try {
     csr = new x509.Pkcs10CertificateRequest(csrPem);
   } catch (err) {
     throw new InvalidCsrError('the csr is not a valid pem pkcs#10 request; send the pem text of a certificate request', { cause: err });
   }
+  const keyType = opts.allowRsa === true ? rsaKeyType(csr.publicKey.rawData) : undefined;
   const alg = csr.publicKey.algorithm as Partial<webcrypto.EcKeyAlgorithm>;
-  if (alg.name !== 'ECDSA' || alg.namedCurve !== 'P-256') {
-    throw new InvalidCsrError(`the csr key is ${alg.name ?? 'unknown'} ${alg.namedCurve ?? ''}`.trimEnd() + '; generate an ecdsa p-256 key');
+  if (keyType === undefined && (alg.name !== 'ECDSA' || alg.namedCurve !== 'P-256')) {
+    const wanted = opts.allowRsa === true ? `generate an ecdsa p-256 key or an rsa key of at least ${MIN_RSA_BITS} bits` : 'generate an ecdsa p-256 key';
+    throw new InvalidCsrError(`the csr key is ${alg.name ?? 'unknown'} ${alg.namedCurve ?? ''}`.trimEnd() + `; ${wanted}`);
   }
   let ok = false;
   try {
@@ -107,7 +119,23 @@ export async function readCsr(csrPem: string): Promise<CsrInfo> {
       else otherSans.push(`${n.type}:${n.value}`);
     }
   }
-  return { publicKeySpki: csr.publicKey.rawData, uris, otherSans };
+  return { publicKeySpki: csr.publicKey.rawData, uris, otherSans, keyType: keyType ?? 'ec-p256' };
+}
+
+/** `rsa-<bits>` for an RSA key of acceptable size; undefined for a non-RSA key; throws for a short RSA key. */
+function rsaKeyType(spki: ArrayBuffer): string | undefined {
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+  } catch {
+    return undefined;
+  }
+  if (key.asymmetricKeyType !== 'rsa') return undefined;
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  if (bits < MIN_RSA_BITS) {
+    throw new InvalidCsrError(`the csr key is rsa with ${bits} bits; use at least ${MIN_RSA_BITS} bits or an ecdsa p-256 key`);
+  }
+  return `rsa-${bits}`;
 }
 
 export interface RootCertificate {
