@@ -37,12 +37,14 @@ import { SecretManager } from '../identity/secret-manager.js';
 import type { NativeBinding } from '../native/binding.js';
 import { connectFromNetns, listenInNetns } from '../native/sockets.js';
 import { install as installRedirect, remove as removeRedirect } from '../redirect/installer.js';
-import type { ClusterState } from '../state/cluster-state.js';
+import { ClusterState } from '../state/cluster-state.js';
 import type { LocalWorkload } from '../state/local-config.js';
 import { adminHandler, listenHttp, metricsHandler, readinessHandler } from './admin.js';
 import { WorkloadCertificates } from './certs.js';
 import { ClusterView, loadClusterFile, watchClusterFile, type ClusterFileWatch } from './cluster-view.js';
-import type { AgentConfig } from './config.js';
+import type { AgentConfig, ControlPlaneSettings } from './config.js';
+import { ControlPlaneClient } from './control-plane-client.js';
+import type { LocalFacts } from '../state/from-workload-api.js';
 import { DEFAULT_INBOUND_PLAINTEXT_PORT, DEFAULT_OUTBOUND_CAPTURE_PORT } from './config.js';
 import { createInboundServer, handlePlaintextInbound, type InboundDeps } from './inbound.js';
 import { InPodManager, type EnrolledPod, type PodProxy } from './inpod-manager.js';
@@ -94,6 +96,7 @@ export class Agent {
   #zds: AgentZdsClient | undefined;
   readonly #httpServers: Server[] = [];
   #enrollment: InProcessEnrollment | undefined;
+  #controlPlane: ControlPlaneClient | undefined;
   #fileWatch: ClusterFileWatch | undefined;
   #ready = false;
   #closed = false;
@@ -175,13 +178,54 @@ export class Agent {
 
   /** Starts the agent; resolves once the admin endpoints are up (pods are enrolled in the background). */
   static async start(cfg: AgentConfig, world: AgentWorld, preloaded?: ClusterState): Promise<Agent> {
-    const state = preloaded ?? (await loadClusterFile(cfg.clusterFile));
-    if (!state.config.nodes.some((n) => n.name === cfg.node) && !state.config.workloads.some((w) => w.node === cfg.node)) {
-      throw new ConfigError(`node '${cfg.node}' is not in ${cfg.clusterFile}; known nodes: ${state.config.nodes.map((n) => n.name).join(', ') || '(none)'}`);
+    const local = preloaded ?? (cfg.clusterFile ? await loadClusterFile(cfg.clusterFile) : undefined);
+    if (cfg.controlPlane) return Agent.#startRemote(cfg, cfg.controlPlane, world, local);
+    if (!local) throw new ConfigError('the agent needs --cluster <file> (local mode) or --xds-address (remote mode)');
+    if (!local.config.nodes.some((n) => n.name === cfg.node) && !local.config.workloads.some((w) => w.node === cfg.node)) {
+      throw new ConfigError(`node '${cfg.node}' is not in ${cfg.clusterFile}; known nodes: ${local.config.nodes.map((n) => n.name).join(', ') || '(none)'}`);
     }
-    const source = world.certificateSource ?? (await LocalCa.openOrCreate(cfg.caDir, { trustDomain: state.config.trustDomain }));
-    const agent = new Agent(cfg, new ClusterView(state), world, source);
+    const source = world.certificateSource ?? (await LocalCa.openOrCreate(cfg.caDir, { trustDomain: local.config.trustDomain }));
+    const agent = new Agent(cfg, new ClusterView(local), world, source);
     await agent.#startAdmin();
+    agent.#startEnrollment();
+    if (cfg.clusterFile) agent.#fileWatch = watchClusterFile(cfg.clusterFile, agent.#view, { logger: world.logger });
+    return agent;
+  }
+
+  /**
+   * Remote mode: the view starts empty and fills from xDS; the cluster file,
+   * when given (the lab), only tells which netns each pod has (the CNI's
+   * knowledge, never on the wire) and the nodes.
+   */
+  static async #startRemote(cfg: AgentConfig, cp: ControlPlaneSettings, world: AgentWorld, local: ClusterState | undefined): Promise<Agent> {
+    const trustDomain = local?.config.trustDomain ?? cfg.trustDomain;
+    const nodes = local?.config.nodes ?? [];
+    const facts: LocalFacts = {
+      trustDomain,
+      clusterDomain: local?.config.clusterDomain ?? 'cluster.local',
+      nodes,
+      netnsByPod: new Map((local?.config.workloads ?? []).filter((w) => w.netns !== undefined).map((w) => [`${w.namespace}/${w.name}`, w.netns as string])),
+    };
+    const view = new ClusterView(new ClusterState({ trustDomain, clusterDomain: facts.clusterDomain, nodes, workloads: [], services: [] }));
+    const client = new ControlPlaneClient({
+      xdsAddress: cp.xdsAddress,
+      caAddress: cp.caAddress,
+      rootCertFile: cp.rootCertFile,
+      tokenFile: cp.tokenFile,
+      controlPlaneIdentity: cp.identity,
+      clusterId: cp.clusterId,
+      node: cfg.node,
+      nodeIp: nodes.find((n) => n.name === cfg.node)?.ip ?? '0.0.0.0',
+      facts,
+      view,
+      logger: world.logger,
+      ...(world.clock ? { clock: world.clock } : {}),
+    });
+    const agent = new Agent(cfg, view, world, world.certificateSource ?? client.ca);
+    agent.#controlPlane = client;
+    client.xds.on('synced', () => void agent.#markReady());
+    await agent.#startAdmin();
+    client.start();
     agent.#startEnrollment();
     return agent;
   }
@@ -198,6 +242,7 @@ export class Agent {
 
   #pending(): string[] {
     if (this.#ready) return [];
+    if (this.#controlPlane && !this.#controlPlane.synced) return [`waiting for the first xds sync from ${this.#cfg.controlPlane?.xdsAddress ?? ''}`];
     if (!this.#enrollment) return [`waiting for the zds snapshot from ${this.#cfg.zdsSocket ?? '(none)'}`];
     const pods = this.#enrollment.enroller.status();
     const waiting = ambientPods(this.#view.current, this.#cfg.node).filter((p) => !pods.some((s) => s.uid === p.uid && s.phase === 'enrolled'));
@@ -236,7 +281,6 @@ export class Agent {
     const follow = (state: ClusterState) => void enroller.setDesired(ambientPods(state, this.#cfg.node));
     follow(this.#view.current);
     this.#view.on('change', follow);
-    if (this.#cfg.clusterFile) this.#fileWatch = watchClusterFile(this.#cfg.clusterFile, this.#view, { logger: this.#w.logger });
   }
 
   async #startProxy(pod: EnrolledPod): Promise<PodProxy> {
@@ -274,6 +318,9 @@ export class Agent {
 
   async #markReady(): Promise<void> {
     if (this.#ready || this.#closed) return;
+    // Remote mode: not before the first xDS sync, or "no pods" would look like "all pods enrolled".
+    if (this.#controlPlane && !this.#controlPlane.synced) return;
+    if (this.#enrollment && !this.#enrollment.enroller.synced) return;
     this.#ready = true;
     this.#log.info({ workloads: this.#manager.uids().length }, 'agent ready');
     if (this.#cfg.readyFile) await writeFile(this.#cfg.readyFile, `${process.pid}\n`);
@@ -297,6 +344,7 @@ export class Agent {
 
   #stopEnrollment(): void {
     this.#fileWatch?.close();
+    void this.#controlPlane?.close();
     this.#zds?.close();
     if (this.#enrollment) {
       this.#enrollment.enroller.close();

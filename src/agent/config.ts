@@ -20,6 +20,21 @@ export const DEFAULT_CERT_TTL_SECONDS = 24 * 60 * 60;
 /** Ports the agent itself listens on inside a pod; tunnelling to them is refused (self-call loop). */
 export const ILLEGAL_TARGET_PORTS: ReadonlySet<number> = new Set([15001, 15006, 15008, 15080]);
 
+/** Remote mode: workloads and policies over xDS, certificates from the Istio CA API. */
+export interface ControlPlaneSettings {
+  /** host:port of the delta xDS server (istiod's 15012). */
+  readonly xdsAddress: string;
+  /** host:port of the CA (often the same). */
+  readonly caAddress: string;
+  /** Bearer token sent with every xDS stream and CSR (re-read each time). */
+  readonly tokenFile: string;
+  /** The mesh root the control plane's certificate must chain to. */
+  readonly rootCertFile: string;
+  /** The SPIFFE id the control plane presents. */
+  readonly identity: string;
+  readonly clusterId: string;
+}
+
 export interface AgentConfig {
   readonly node: string;
   readonly clusterFile: string;
@@ -29,6 +44,10 @@ export interface AgentConfig {
    * in-process enroller (lab mode) for the ambient pods of its node.
    */
   readonly zdsSocket?: string;
+  /** Remote mode. Without it the cluster file is the whole cluster view (local mode). */
+  readonly controlPlane?: ControlPlaneSettings;
+  /** Used when no cluster file says otherwise (remote mode). */
+  readonly trustDomain: string;
   readonly readyFile?: string;
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;

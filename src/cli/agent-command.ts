@@ -2,18 +2,39 @@
 import { Agent } from '../agent/agent.js';
 import { loadClusterFile } from '../agent/cluster-view.js';
 import * as D from '../agent/config.js';
-import type { AgentConfig } from '../agent/config.js';
+import type { AgentConfig, ControlPlaneSettings } from '../agent/config.js';
+import { ConfigError } from '../common/errors.js';
 import { createLogger, LOG_LEVELS } from '../common/logger.js';
 import { createRegistry } from '../common/metrics.js';
 import { loadNativeBinding } from '../native/load.js';
 import { enumFlag, intFlag, requiredString, stringFlag, type Command, type ParsedArgs } from './command.js';
 
+function parseControlPlane(args: ParsedArgs, trustDomain: string): ControlPlaneSettings | undefined {
+  const xdsAddress = stringFlag(args, 'xds-address');
+  if (xdsAddress === undefined) {
+    for (const f of ['ca-address', 'token-file', 'root-cert']) if (args.values[f] !== undefined) throw new ConfigError(`ambit agent: --${f} needs --xds-address (remote mode)`);
+    return undefined;
+  }
+  return {
+    xdsAddress,
+    caAddress: stringFlag(args, 'ca-address', xdsAddress) as string,
+    tokenFile: requiredString(args, 'agent', 'token-file'),
+    rootCertFile: requiredString(args, 'agent', 'root-cert'),
+    identity: stringFlag(args, 'control-plane-identity', `spiffe://${trustDomain}/ns/istio-system/sa/istiod`) as string,
+    clusterId: stringFlag(args, 'cluster-id', 'Kubernetes') as string,
+  };
+}
+
 function parseConfig(args: ParsedArgs): AgentConfig {
   const readyFile = stringFlag(args, 'ready-file');
   const zdsSocket = stringFlag(args, 'zds-socket');
+  const trustDomain = stringFlag(args, 'trust-domain', 'cluster.local') as string;
+  const controlPlane = parseControlPlane(args, trustDomain);
   return Object.freeze({
     node: requiredString(args, 'agent', 'node'),
-    clusterFile: requiredString(args, 'agent', 'cluster'),
+    clusterFile: controlPlane ? (stringFlag(args, 'cluster', '') as string) : requiredString(args, 'agent', 'cluster'),
+    trustDomain,
+    ...(controlPlane ? { controlPlane } : {}),
     caDir: stringFlag(args, 'ca-dir', '/var/run/ambit/ca') as string,
     ...(readyFile ? { readyFile } : {}),
     ...(zdsSocket ? { zdsSocket } : {}),
@@ -35,11 +56,18 @@ function parseConfig(args: ParsedArgs): AgentConfig {
 export const agentCommand: Command = {
   name: 'agent',
   summary: 'run the node agent: transparent capture (15001/15006), HBONE inbound (15008) and SOCKS5 (15080) in every local pod',
-  usage: '--node <name> --cluster <file> [flags]',
+  usage: '--node <name> (--cluster <file> | --xds-address <host:port> --token-file <f> --root-cert <f>) [flags]',
   flags: {
     node: { type: 'string', help: 'this node name (pods with spec.nodeName equal to it are served)' },
-    cluster: { type: 'string', help: 'cluster view file (JSON/YAML: nodes, workloads, services), as written by ambit lab up' },
+    cluster: { type: 'string', help: 'local mode: the cluster view (JSON/YAML: nodes, workloads, services), as written by ambit lab up; remote mode: only pod network namespaces and nodes' },
     'ca-dir': { type: 'string', help: 'local CA directory shared by the agents of one machine', default: '/var/run/ambit/ca' },
+    'xds-address': { type: 'string', help: 'remote mode: host:port of the control plane (delta xDS over TLS, like istiod 15012)' },
+    'ca-address': { type: 'string', help: 'remote mode: host:port of the Istio CA API (default: the xds address)' },
+    'token-file': { type: 'string', help: 'remote mode: bearer token for xDS and the CA (re-read on every use)' },
+    'root-cert': { type: 'string', help: 'remote mode: mesh root certificate the control plane must chain to' },
+    'control-plane-identity': { type: 'string', help: 'remote mode: SPIFFE id the control plane presents (default spiffe://<td>/ns/istio-system/sa/istiod)' },
+    'cluster-id': { type: 'string', help: 'remote mode: clusterid header', default: 'Kubernetes' },
+    'trust-domain': { type: 'string', help: 'trust domain when no cluster file gives one', default: 'cluster.local' },
     'zds-socket': { type: 'string', help: 'ZDS socket of the CNI node agent; without it the agent enrolls its node\'s ambient pods itself (lab mode)' },
     'ready-file': { type: 'string', help: 'file written once every local workload is serving' },
     splice: { type: 'string', help: 'on: relay plain-TCP legs with zero-copy splice(); off: copy in JS', default: 'on' },
@@ -59,7 +87,7 @@ export const agentCommand: Command = {
     const cfg = parseConfig(args);
     const logger = createLogger({ level: cfg.logLevel, format: cfg.logFormat, base: { node: cfg.node } });
     // Validate the cluster file before anything that needs privileges or the addon, so a bad file exits 64.
-    const state = await loadClusterFile(cfg.clusterFile);
+    const state = cfg.clusterFile ? await loadClusterFile(cfg.clusterFile) : undefined;
     const agent = await Agent.start(cfg, { native: loadNativeBinding(), logger, registry: createRegistry({ processMetrics: true }) }, state);
     return new Promise<number>((resolve) => {
       let stopping = false;

@@ -10,7 +10,7 @@ import { DEFAULT_LAB_NAME, DEFAULT_READY_TIMEOUT_MS, labApply, labDown, labDownA
 import { boolFlag, enumFlag, intFlag, stringFlag, type Command, type ParsedArgs } from './command.js';
 
 const SUBCOMMAND_FLAGS: Record<string, readonly string[]> = {
-  up: ['name', 'no-mesh', 'state-dir', 'ready-timeout', 'quiet', 'log-format'],
+  up: ['name', 'no-mesh', 'control-plane', 'state-dir', 'ready-timeout', 'quiet', 'log-format'],
   apply: ['name', 'quiet', 'log-format'],
   down: ['name', 'all', 'quiet', 'log-format'],
   status: ['name', 'all', 'json'],
@@ -75,6 +75,7 @@ async function up(args: ParsedArgs): Promise<number> {
     manifests,
     name,
     mesh: !boolFlag(args, 'no-mesh'),
+    controlPlane: boolFlag(args, 'control-plane'),
     readyTimeoutMs: readyTimeoutS * 1000,
     logger: logger(args),
     ...(stateDir ? { stateDir } : {}),
@@ -154,6 +155,7 @@ export const labCommand: Command = {
     quiet: { type: 'boolean', short: 'q', help: 'up/down: print nothing but errors' },
     'log-format': { type: 'string', help: 'up/down: pretty or json', default: 'pretty' },
     json: { type: 'boolean', help: 'status: print JSON' },
+    'control-plane': { type: 'boolean', help: 'up: run ambit control-plane on the manifests; agents get xDS and certificates from it' },
     node: { type: 'string', help: 'exec: run in this node netns instead of a pod' },
   },
   details: `Subcommands:

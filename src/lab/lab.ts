@@ -6,9 +6,10 @@
  * command sequence is unit-testable without root.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { join, resolve, sep } from 'node:path';
+import { basename, join, resolve, sep } from 'node:path';
 import { ConfigError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import { parseLocalClusterConfig, type LocalClusterConfig } from '../state/local-config.js';
@@ -57,7 +58,20 @@ export interface LabUpOptions extends LabEnvOptions {
   agentCommand?: readonly string[];
   /** How long to wait for every agent's ready file; default 20000 ms. */
   readyTimeoutMs?: number;
+  /**
+   * Run `ambit control-plane` on the manifests (in the first node's netns,
+   * like an istiod on that node) and start the agents in remote mode: xDS and
+   * certificates from it. Editing the manifest folder then changes the live
+   * mesh. Default false: the agents read the lab's cluster file.
+   */
+  controlPlane?: boolean;
 }
+
+/** Where the lab's control plane listens, on the first node's address. */
+export const LAB_CONTROL_PLANE_PORT = 15012;
+export const LAB_CONTROL_PLANE_MONITORING_PORT = 15014;
+/** The pseudo-node name under which the control-plane process is recorded (so `down` stops it). */
+export const CONTROL_PLANE_RECORD = 'control-plane';
 
 export interface StoppedProcess {
   /** The agent's node, or the netns a stray process was found in. */
@@ -244,7 +258,59 @@ async function build(e: Env, store: StateStore, plan: LabPlan): Promise<void> {
   }
 }
 
-async function startAgents(e: Env, store: StateStore, plan: LabPlan, clusterFile: string, opts: LabUpOptions): Promise<void> {
+interface LabControlPlane {
+  readonly address: string;
+  readonly rootCert: string;
+  readonly tokenFile: (node: string) => string;
+}
+
+/**
+ * Starts `ambit control-plane` in the first node's netns, with a token per
+ * node for the CA, on the user's manifests (a single file is copied into the
+ * lab's state dir, since the control plane watches a folder).
+ */
+async function startControlPlane(e: Env, store: StateStore, plan: LabPlan, clusterFile: string, opts: LabUpOptions): Promise<LabControlPlane> {
+  const stateDir = store.state.stateDir;
+  const caDir = join(stateDir, 'ca');
+  mkdirSync(caDir, { recursive: true, mode: 0o700 });
+  const host = plan.nodes[0];
+  if (!host) throw new ConfigError('the lab has no node to run the control plane on');
+  let manifestsDir: string;
+  if (opts.manifests && statSync(opts.manifests).isDirectory()) manifestsDir = resolve(opts.manifests);
+  else {
+    manifestsDir = join(stateDir, 'manifests');
+    mkdirSync(manifestsDir, { recursive: true });
+    if (opts.manifests) copyFileSync(opts.manifests, join(manifestsDir, basename(opts.manifests)));
+  }
+  const tokens = plan.nodes.map((n) => ({ node: n.name, token: randomBytes(24).toString('hex'), file: join(stateDir, `agent-token-${n.name}`) }));
+  for (const t of tokens) writeFileSync(t.file, `${t.token}\n`, { mode: 0o600 });
+  const tokenFile = join(stateDir, 'node-tokens');
+  writeFileSync(tokenFile, tokens.map((t) => `${t.token} ${t.node}`).join('\n') + '\n', { mode: 0o600 });
+  const readyFile = join(stateDir, 'control-plane.ready');
+  const logFile = join(stateDir, 'control-plane.log');
+  rmSync(readyFile, { force: true });
+  const command = opts.agentCommand ?? defaultAgentCommand();
+  const argv = [
+    ...command,
+    'control-plane',
+    '--manifests', manifestsDir,
+    '--lab-cluster', clusterFile,
+    '--node-tokens', tokenFile,
+    '--ca-dir', caDir,
+    '--address', host.ip,
+    '--port', String(LAB_CONTROL_PLANE_PORT),
+    '--monitoring-port', String(LAB_CONTROL_PLANE_MONITORING_PORT),
+    '--ready-file', readyFile,
+  ];
+  const proc = await (opts.spawnAgent ?? defaultSpawnAgent)({ node: CONTROL_PLANE_RECORD, netns: host.netns, argv, logFile, readyFile });
+  const startTime = processStartTime(proc.pid);
+  store.update((s) => s.agents.push({ node: CONTROL_PLANE_RECORD, pid: proc.pid, ...(startTime ? { startTime } : {}), logFile, readyFile }));
+  await waitForAgents([{ node: CONTROL_PLANE_RECORD, proc, readyFile, logFile }], opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
+  e.log.info({ pid: proc.pid, address: `${host.ip}:${LAB_CONTROL_PLANE_PORT}`, manifests: manifestsDir }, 'control plane started');
+  return { address: `${host.ip}:${LAB_CONTROL_PLANE_PORT}`, rootCert: join(caDir, 'root-cert.pem'), tokenFile: (node) => join(stateDir, `agent-token-${node}`) };
+}
+
+async function startAgents(e: Env, store: StateStore, plan: LabPlan, clusterFile: string, opts: LabUpOptions, cp?: LabControlPlane): Promise<void> {
   const stateDir = store.state.stateDir;
   const caDir = join(stateDir, 'ca');
   mkdirSync(caDir, { recursive: true, mode: 0o700 });
@@ -255,7 +321,8 @@ async function startAgents(e: Env, store: StateStore, plan: LabPlan, clusterFile
     const readyFile = join(stateDir, `agent-${node.name}.ready`);
     const logFile = join(stateDir, `agent-${node.name}.log`);
     rmSync(readyFile, { force: true }); // a stale one from an earlier run would fake readiness
-    const argv = agentArgv(command, { node: node.name, clusterFile, caDir, readyFile });
+    const remote = cp ? ['--xds-address', cp.address, '--token-file', cp.tokenFile(node.name), '--root-cert', cp.rootCert] : [];
+    const argv = [...agentArgv(command, { node: node.name, clusterFile, caDir, readyFile }), ...remote];
     const proc = await launch({ node: node.name, netns: node.netns, argv, logFile, readyFile });
     const startTime = processStartTime(proc.pid);
     store.update((s) => s.agents.push({ node: node.name, pid: proc.pid, ...(startTime ? { startTime } : {}), logFile, readyFile }));
@@ -308,7 +375,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabHandle> {
     const clusterFile = join(stateDir, CLUSTER_FILE);
     writeFileSync(clusterFile, JSON.stringify(cluster, null, 2) + '\n', { mode: 0o644 });
     store.update((s) => (s.clusterFile = clusterFile));
-    if (mesh) await startAgents(e, store, plan, clusterFile, opts);
+    if (mesh) await startAgents(e, store, plan, clusterFile, opts, opts.controlPlane ? await startControlPlane(e, store, plan, clusterFile, opts) : undefined);
     store.update((s) => (s.phase = 'up'));
     e.log.info({ lab: name, stateDir }, 'lab is up');
   } catch (err) {

@@ -61,8 +61,22 @@ export class ClusterState {
     return undefined;
   }
 
-  /** Endpoints of a service port: workloads in the service's namespace whose labels match the selector. */
+  /**
+   * Endpoints of a service port: the explicit (xDS) endpoints when the service
+   * has them, healthy ones only; otherwise workloads in the service's
+   * namespace whose labels match the selector.
+   */
   endpoints(svc: LocalService, port: LocalServicePort): Endpoint[] {
+    if (svc.endpoints) {
+      const out: Endpoint[] = [];
+      for (const ep of svc.endpoints) {
+        const workload = this.#byUid.get(ep.uid);
+        if (!workload || !ep.healthy) continue;
+        const target = ep.ports[port.port];
+        out.push({ workload, port: target !== undefined && target !== 0 ? target : port.targetPort });
+      }
+      return out;
+    }
     const sel = Object.entries(svc.selector);
     if (sel.length === 0) return [];
     return this.config.workloads

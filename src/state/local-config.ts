@@ -39,6 +39,19 @@ export interface LocalService {
   readonly vips: readonly string[];
   readonly ports: readonly LocalServicePort[];
   readonly selector: Readonly<Record<string, string>>;
+  /**
+   * Explicit endpoints (from xDS: the workloads whose `services` map names
+   * this service), each with its service port -> target port mapping. When
+   * present they replace the selector.
+   */
+  readonly endpoints?: readonly LocalEndpoint[];
+}
+
+export interface LocalEndpoint {
+  readonly uid: string;
+  /** Service port -> workload port; a missing or 0 entry means the service's targetPort. */
+  readonly ports: Readonly<Record<number, number>>;
+  readonly healthy: boolean;
 }
 
 export interface LocalNode {

@@ -71,6 +71,7 @@ describe('agent enrolled over zds by a cni', { ...requiresRoot(), ...requiresToo
     const cfg: AgentConfig = {
       node: 'node-z',
       clusterFile: '',
+      trustDomain: 'cluster.local',
       caDir: dir,
       zdsSocket: join(dir, 'zds.sock'),
       readyFile: join(dir, 'ready'),

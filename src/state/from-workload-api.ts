@@ -1,0 +1,76 @@
+/**
+ * The workload API (xDS) state as the cluster view the data plane reads.
+ * The agent's routing, inbound and telemetry code was written against
+ * ClusterState; this keeps it unchanged whether the view comes from a file
+ * or from the control plane. Runs on every applied xDS change: O(workloads +
+ * services), which is fine at lab scale and measured by the control-plane
+ * bench at 10,000 pods.
+ *
+ * What the wire does not carry comes from `local`: the network namespace of
+ * each pod (known to the CNI / the lab, never sent by istiod) and the nodes.
+ */
+import { bytesToIp } from '../workload-api/ip.js';
+import type { Service, Workload } from '../workload-api/types.js';
+import type { WorkloadStoreSnapshot } from '../workload-api/store.js';
+import type { LocalClusterConfig, LocalEndpoint, LocalNode, LocalService, LocalWorkload } from './local-config.js';
+
+export interface LocalFacts {
+  readonly trustDomain: string;
+  readonly clusterDomain: string;
+  readonly nodes: readonly LocalNode[];
+  /** `namespace/name` -> netns path, for the pods this node's CNI knows. */
+  readonly netnsByPod: ReadonlyMap<string, string>;
+}
+
+function serviceKey(s: Service): string {
+  return `${s.namespace ?? ''}/${s.hostname ?? ''}`;
+}
+
+function toWorkload(w: Workload, facts: LocalFacts): LocalWorkload | undefined {
+  const first = w.addresses?.[0];
+  const ip = first ? bytesToIp(first) : undefined;
+  if (!ip || !w.uid || !w.name || !w.namespace) return undefined;
+  const netns = facts.netnsByPod.get(`${w.namespace}/${w.name}`);
+  // Istio sends no pod labels; telemetry's canonical service and version come from these.
+  const labels: Record<string, string> = {};
+  if (w.canonicalName) labels.app = w.canonicalName;
+  if (w.canonicalRevision) labels.version = w.canonicalRevision;
+  return {
+    uid: w.uid,
+    name: w.name,
+    namespace: w.namespace,
+    serviceAccount: w.serviceAccount || 'default',
+    node: w.node ?? '',
+    ip,
+    labels,
+    tunnelProtocol: w.tunnelProtocol === 'HBONE' ? 'HBONE' : 'NONE',
+    ...(netns !== undefined ? { netns } : {}),
+  };
+}
+
+export function clusterConfigFromWorkloadApi(snap: WorkloadStoreSnapshot, facts: LocalFacts): LocalClusterConfig {
+  const workloads: LocalWorkload[] = [];
+  const endpoints = new Map<string, LocalEndpoint[]>();
+  for (const w of snap.workloads) {
+    const lw = toWorkload(w, facts);
+    if (!lw) continue;
+    workloads.push(lw);
+    for (const [key, list] of Object.entries(w.services ?? {})) {
+      const ports: Record<number, number> = {};
+      for (const p of list.ports ?? []) if (p.servicePort) ports[p.servicePort] = p.targetPort ?? 0;
+      let eps = endpoints.get(key);
+      if (!eps) endpoints.set(key, (eps = []));
+      eps.push({ uid: lw.uid, ports, healthy: w.status !== 'UNHEALTHY' });
+    }
+  }
+  const services: LocalService[] = snap.services.map((s) => ({
+    name: s.name ?? '',
+    namespace: s.namespace ?? '',
+    hostname: s.hostname ?? '',
+    vips: (s.addresses ?? []).map((a) => (a.address ? bytesToIp(a.address) : undefined)).filter((ip): ip is string => ip !== undefined),
+    ports: (s.ports ?? []).map((p) => ({ port: p.servicePort ?? 0, targetPort: p.targetPort || p.servicePort || 0, protocol: 'TCP' as const })),
+    selector: {},
+    endpoints: endpoints.get(serviceKey(s)) ?? [],
+  }));
+  return { trustDomain: facts.trustDomain, clusterDomain: facts.clusterDomain, nodes: facts.nodes, workloads, services };
+}
