@@ -15,14 +15,21 @@
  *     a new TCP connection per request and with keep-alive, on the same paths
  *     (bench/lib/inpod-http.ts runs in the pods);
  *   - each agent's CPU seconds and RSS around every measurement (/proc), and
- *     node-b's connection counters (what the agent actually captured).
+ *     node-b's connection counters (what the agent actually captured);
+ *   - passthrough: iperf3 1 and 4 streams from mesh/client to outside/legacy-b
+ *     (captured on node-a, dialled directly, relayed in the agent with
+ *     splice() or with the JS copy) next to direct legacy -> legacy-b. The
+ *     agents of the first lab run with `--splice on`; afterwards the lab is
+ *     rebuilt with `--splice off` for the copy numbers (and direct again).
  * Prints a table with ratios and writes bench/results/inpod-<time>.json and
  * bench/results/inpod-latest.json. The lab and every child process are
  * removed at the end, on failure and on Ctrl-C.
  *
  * Options: --seconds S (5) per iperf3 run and per latency run, --rate N
  * requests/s (500), --warmup S (0.5, latency only, not recorded), --quick
- * (2 s runs). Unknown options (meant for the HBONE part) are ignored.
+ * (2 s runs), --lab NAME (bench-inpod), --no-passthrough (skip that section
+ * and the second lab), --pt-rounds N (passthrough rounds per lab; 3, --quick
+ * 1). Unknown options (meant for the HBONE part) are ignored.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -31,13 +38,14 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { labDown, labStatus, labUp, type LabHandle } from '../src/lab/index.js';
+import { defaultSpawnAgent } from '../src/lab/agents.js';
+import { labDown, labStatus, labUp, type LabHandle, type SpawnAgent } from '../src/lab/index.js';
 import { fmt, Harness, machineInfo, writeResults, num, pad, version, waitListening, workload } from './lib/harness.js';
 import type { LoadArgs, LoadResult } from './lib/inpod-http.js';
+import type { LocalWorkload } from '../src/state/local-config.js';
 import { cpuSeconds } from './lib/proc.js';
-import { percentile, round } from './lib/stats.js';
+import { median, percentile, round } from './lib/stats.js';
 
-const LAB = 'bench-inpod';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const FIXTURE = join(ROOT, 'test/fixtures/bench/inpod.yaml');
 const RESULTS = join(ROOT, 'bench/results');
@@ -52,7 +60,7 @@ const POD = {
   legacyB: { namespace: 'outside', pod: 'legacy-b' },
 } as const satisfies Record<string, { namespace: string; pod: string }>;
 
-type PathId = 'mesh' | 'inbound' | 'direct';
+type PathId = 'mesh' | 'inbound' | 'direct' | 'passthrough';
 interface PathDef {
   readonly id: PathId;
   readonly label: string;
@@ -65,6 +73,15 @@ const PATHS: readonly PathDef[] = [
   { id: 'inbound', label: 'plaintext inbound (legacy -> server)', from: POD.legacy, to: POD.server, what: 'outside/legacy -> node-a -> node-b -> captured 15006 in mesh/server -> agent node-b -> mesh/server' },
   { id: 'direct', label: 'direct (legacy -> legacy-b)', from: POD.legacy, to: POD.legacyB, what: 'outside/legacy -> node-a -> bridge -> node-b -> outside/legacy-b, no capture' },
 ];
+const DIRECT = PATHS[2] as PathDef;
+const PASSTHROUGH: PathDef = {
+  id: 'passthrough',
+  label: 'passthrough (client -> legacy-b)',
+  from: POD.client,
+  to: POD.legacyB,
+  what: 'mesh/client -> captured 15001 -> agent node-a dials outside/legacy-b directly (plain TCP, relayed with splice() or the JS copy) -> node-b -> outside/legacy-b (not captured)',
+};
+type SpliceMode = 'on' | 'off';
 
 // ------------------------------------------------------------------ parameters
 
@@ -75,8 +92,14 @@ const { values: opt } = parseArgs({
     rate: { type: 'string' },
     warmup: { type: 'string' },
     quick: { type: 'boolean' },
+    lab: { type: 'string' },
+    'no-passthrough': { type: 'boolean' },
+    'pt-rounds': { type: 'string' },
   },
 });
+
+/** The lab's name: every lab this run builds (and removes) has it; nothing else is touched. */
+const LAB = typeof opt.lab === 'string' && opt.lab !== '' ? opt.lab : 'bench-inpod';
 
 const quick = opt.quick === true;
 const params = {
@@ -89,6 +112,10 @@ const params = {
   requestBytes: 1024,
   responseBytes: 1024,
   ports: PORTS,
+  passthrough: opt['no-passthrough'] !== true,
+  /** Rounds of (passthrough, direct) x (1, 4 streams) per lab; the table shows medians. */
+  passthroughRounds: Math.round(num(opt['pt-rounds'], quick ? 1 : 3, 'pt-rounds')),
+  lab: LAB,
 };
 
 const harness = new Harness('in-pod benchmark');
@@ -270,6 +297,216 @@ const capCell = (c: Record<string, number> | null): string => {
   return e.length === 0 ? 'none' : e.map(([k, v]) => `${k === 'mutual_tls' ? 'mTLS' : k === 'unknown' ? 'plain' : k} ${v}`).join(', ');
 };
 
+// ------------------------------------------------------------------ labs
+
+interface Ips {
+  client: LocalWorkload;
+  server: LocalWorkload;
+  legacy: LocalWorkload;
+  legacyB: LocalWorkload;
+}
+
+interface RunningLab {
+  lab: LabHandle;
+  splice: SpliceMode;
+  ips: Ips;
+  pids: Record<string, number>;
+  /** Each agent's log file (JSON lines, with the access log). */
+  logFiles: Record<string, string>;
+}
+
+/** The lab's own launch, with `--splice on|off` appended to `ambit agent ...`. */
+const spawnWithSplice =
+  (mode: SpliceMode): SpawnAgent =>
+  (launch) =>
+    defaultSpawnAgent({ ...launch, argv: [...launch.argv, '--splice', mode] });
+
+/**
+ * Builds the lab with agents started with `--splice <mode>`, starts iperf3 -s
+ * and the HTTP server in `servers`, and waits until every path in `probe`
+ * answers (capture can take a moment after the agent is ready).
+ */
+async function startLab(splice: SpliceMode, servers: ReadonlyArray<(typeof POD)[keyof typeof POD]>, probe: readonly PathDef[]): Promise<RunningLab> {
+  log(`starting lab '${LAB}' with one agent per node (--splice ${splice})`);
+  const lab = await labUp({ manifests: FIXTURE, name: LAB, mesh: true, spawnAgent: spawnWithSplice(splice) });
+  const ips: Ips = {
+    client: workload(lab, POD.client.namespace, POD.client.pod),
+    server: workload(lab, POD.server.namespace, POD.server.pod),
+    legacy: workload(lab, POD.legacy.namespace, POD.legacy.pod),
+    legacyB: workload(lab, POD.legacyB.namespace, POD.legacyB.pod),
+  };
+  const status = await labStatus(LAB);
+  const pids: Record<string, number> = {};
+  const logFiles: Record<string, string> = {};
+  for (const n of status.nodes) {
+    if (!n.agent) continue;
+    pids[n.name] = n.agent.pid;
+    logFiles[n.name] = n.agent.logFile;
+  }
+  for (const n of NODES) if (pids[n] === undefined) throw new Error(`lab '${LAB}' has no agent pid for ${n}`);
+  log(`lab up: agents ${NODES.map((n) => `${n} pid ${pids[n]}`).join(', ')}; client ${ips.client.ip}, server ${ips.server.ip}, legacy ${ips.legacy.ip}, legacy-b ${ips.legacyB.ip}`);
+
+  // Servers in the destination pods: iperf3 and the 1 KiB HTTP server.
+  for (const target of servers) {
+    const name = `${target.namespace}/${target.pod}`;
+    const w = target === POD.server ? ips.server : ips.legacyB;
+    const ip3 = harness.spawnTool(lab, `iperf3 -s in ${name} (splice ${splice})`, target, ['iperf3', '-s', '-B', w.ip, '-p', String(PORTS.iperf)]);
+    await waitListening(lab, target, PORTS.iperf, ip3);
+    const http = harness.spawnTool(lab, `http server in ${name} (splice ${splice})`, target, [process.execPath, HTTP_JS, 'server', w.ip, String(PORTS.http)]);
+    await waitListening(lab, target, PORTS.http, http);
+  }
+
+  // Every path must work before anything is measured.
+  for (const p of probe) {
+    await harness.retry(
+      `probe ${p.id}`,
+      async () => {
+        const r = await load(lab, p, p.to === POD.server ? ips.server.ip : ips.legacyB.ip, { rps: 20, seconds: 0.25, warmupSeconds: 0, bodyBytes: params.requestBytes, keepAlive: false, timeoutMs: 3000 });
+        if (r.errors > 0 || r.completed === 0) throw new Error(r.firstErrors.join('; ') || 'no request completed');
+      },
+      15_000,
+    ).catch((err: unknown) => {
+      // What the agents said is usually the reason (e.g. the upstream refused).
+      const tails = NODES.map((n) => `agent ${n} log tail:\n${tailLines(logFiles[n], 8)}`).join('\n');
+      throw new Error(`${err instanceof Error ? err.message : String(err)}\n${tails}`);
+    });
+  }
+  return { lab, splice, ips, pids, logFiles };
+}
+
+function tailLines(file: string | undefined, n: number): string {
+  if (!file) return '(no log)';
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-n).join('\n');
+  } catch (err) {
+    return `(cannot read ${file}: ${err instanceof Error ? err.message : String(err)})`;
+  }
+}
+
+// ------------------------------------------------------------------ passthrough (splice vs copy)
+
+/** How many access-log lines of each relay kind ("relay":"splice"|"copy"|"hbone") an agent log holds. */
+function relayCounts(logFile: string | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (!logFile) return out;
+  let text: string;
+  try {
+    text = readFileSync(logFile, 'utf8');
+  } catch {
+    return out;
+  }
+  for (const m of text.matchAll(/"relay":"(\w+)"/g)) out[m[1] ?? '?'] = (out[m[1] ?? '?'] ?? 0) + 1;
+  return out;
+}
+
+interface PassthroughSample {
+  readonly round: number;
+  readonly path: 'passthrough' | 'direct';
+  /** How the lab's agents were started. */
+  readonly splice: SpliceMode;
+  readonly streams: number;
+  readonly gbps: number;
+  readonly bytes: number;
+  readonly seconds: number;
+  readonly retransmits: number | null;
+  readonly iperfCpu: { client: number; server: number } | null;
+  readonly agents: AgentUsage;
+  /** node-a agent CPU seconds per GB (1e9 bytes) received. */
+  readonly nodeACpuSecondsPerGB: number;
+  /** New access-log lines in node-a's agent log over the run, by relay (what really moved the bytes). */
+  readonly relayOnNodeA: Record<string, number>;
+  readonly capturedOnNodeB: Record<string, number> | null;
+}
+
+/** Rounds of iperf3 1 and 4 streams, passthrough and direct (rotated order), in one running lab. */
+async function measurePassthrough(r: RunningLab, k0: number): Promise<PassthroughSample[]> {
+  const out: PassthroughSample[] = [];
+  const pair = [PASSTHROUGH, DIRECT] as const;
+  let k = k0;
+  const plan = Array.from({ length: params.passthroughRounds }, (_, i) => params.streams.map((streams) => ({ round_: i, streams }))).flat();
+  for (const { round_, streams } of plan) {
+    const order = [pair[k % 2], pair[(k + 1) % 2]] as PathDef[];
+    k++;
+    for (const p of order) {
+      const before = relayCounts(r.logFiles['node-a']);
+      const m = await measured(r.lab, r.pids, () => iperf(r.lab, p, r.ips.legacyB.ip, streams));
+      // The access line is written when the connection closes; iperf3 has closed them all when it exits.
+      const after = relayCounts(r.logFiles['node-a']);
+      const sum = m.result.end?.sum_received as { bytes: number; seconds: number; bits_per_second: number };
+      const cpu = m.result.end?.cpu_utilization_percent;
+      const relay: Record<string, number> = {};
+      for (const [kind, n] of Object.entries(after)) if (n - (before[kind] ?? 0) > 0) relay[kind] = n - (before[kind] ?? 0);
+      const s: PassthroughSample = {
+        round: round_,
+        path: p.id === 'passthrough' ? 'passthrough' : 'direct',
+        splice: r.splice,
+        streams,
+        gbps: round(sum.bits_per_second / 1e9, 3),
+        bytes: sum.bytes,
+        seconds: round(sum.seconds),
+        retransmits: m.result.end?.sum_sent?.retransmits ?? null,
+        iperfCpu: cpu ? { client: round(cpu.host_total, 0), server: round(cpu.remote_total, 0) } : null,
+        agents: m.agents,
+        nodeACpuSecondsPerGB: round((m.agents.cpuSeconds['node-a'] ?? Number.NaN) / (sum.bytes / 1e9), 3),
+        relayOnNodeA: relay,
+        capturedOnNodeB: m.captured ?? null,
+      };
+      out.push(s);
+      log(`iperf3 ${p.id} (agents --splice ${r.splice}, round ${round_ + 1}/${params.passthroughRounds}) -P ${streams}: ${fmt(s.gbps)} Gbit/s, agents cpu s a/b ${NODES.map((n) => fmt(s.agents.cpuSeconds[n])).join('/')}, node-a relays: ${relayCell(relay)}`);
+    }
+  }
+  return out;
+}
+
+/** Medians over the rounds of one (path, splice mode, streams). */
+interface PassthroughSummary {
+  readonly path: 'passthrough' | 'direct';
+  readonly splice: SpliceMode;
+  readonly streams: number;
+  readonly rounds: number;
+  readonly gbps: number;
+  readonly gbpsMin: number;
+  readonly gbpsMax: number;
+  /** Median agent CPU seconds per run, per node. */
+  readonly cpuSeconds: Record<string, number>;
+  readonly nodeACpuSecondsPerGB: number;
+  /** Access-log lines by relay kind on node-a, summed over the rounds. */
+  readonly relayOnNodeA: Record<string, number>;
+}
+
+function summarize(samples: readonly PassthroughSample[]): PassthroughSummary[] {
+  const out: PassthroughSummary[] = [];
+  for (const path of ['passthrough', 'direct'] as const) {
+    for (const splice of ['on', 'off'] as const) {
+      for (const streams of params.streams) {
+        const xs = samples.filter((s) => s.path === path && s.splice === splice && s.streams === streams);
+        if (xs.length === 0) continue;
+        const g = xs.map((s) => s.gbps);
+        const relay: Record<string, number> = {};
+        for (const s of xs) for (const [kind, n] of Object.entries(s.relayOnNodeA)) relay[kind] = (relay[kind] ?? 0) + n;
+        out.push({
+          path,
+          splice,
+          streams,
+          rounds: xs.length,
+          gbps: round(median(g), 3),
+          gbpsMin: Math.min(...g),
+          gbpsMax: Math.max(...g),
+          cpuSeconds: Object.fromEntries(NODES.map((n) => [n, round(median(xs.map((s) => s.agents.cpuSeconds[n] ?? Number.NaN)), 2)])),
+          nodeACpuSecondsPerGB: round(median(xs.map((s) => s.nodeACpuSecondsPerGB)), 3),
+          relayOnNodeA: relay,
+        });
+      }
+    }
+  }
+  return out;
+}
+
+const relayCell = (r: Record<string, number>): string => {
+  const e = Object.entries(r);
+  return e.length === 0 ? 'none' : e.map(([k, v]) => `${k} ${v}`).join(', ');
+};
+
 // ------------------------------------------------------------------ main
 
 async function main(): Promise<void> {
@@ -278,44 +515,14 @@ async function main(): Promise<void> {
   const startedAt = new Date();
   const loadavgStart = os.loadavg();
 
-  // Only the lab named 'bench-inpod' is touched, first any leftover of an earlier run.
+  // Only the lab named LAB is touched, first any leftover of an earlier run.
   await labDown(LAB);
   onCleanup('remove lab', () => labDown(LAB));
-  log(`starting lab '${LAB}' with one agent per node`);
-  const lab = await labUp({ manifests: FIXTURE, name: LAB, mesh: true });
-  const ips = {
-    client: workload(lab, POD.client.namespace, POD.client.pod),
-    server: workload(lab, POD.server.namespace, POD.server.pod),
-    legacy: workload(lab, POD.legacy.namespace, POD.legacy.pod),
-    legacyB: workload(lab, POD.legacyB.namespace, POD.legacyB.pod),
-  };
+  const first = await startLab('on', [POD.server, POD.legacyB], [...PATHS, ...(params.passthrough ? [PASSTHROUGH] : [])]);
+  const { lab, ips, pids } = first;
   const serverIp = (p: PathDef): string => (p.to === POD.server ? ips.server.ip : ips.legacyB.ip);
-  const status = await labStatus(LAB);
-  const pids: Record<string, number> = {};
-  for (const n of status.nodes) if (n.agent) pids[n.name] = n.agent.pid;
-  for (const n of NODES) if (pids[n] === undefined) throw new Error(`lab '${LAB}' has no agent pid for ${n}`);
   const agentStart = agentSnapshot(pids);
-  log(`lab up: agents ${NODES.map((n) => `${n} pid ${pids[n]}`).join(', ')}; client ${ips.client.ip}, server ${ips.server.ip}, legacy ${ips.legacy.ip}, legacy-b ${ips.legacyB.ip}`);
 
-  // Servers in both destination pods: iperf3 and the 1 KiB HTTP server.
-  for (const [name, target, w] of [['mesh/server', POD.server, ips.server], ['outside/legacy-b', POD.legacyB, ips.legacyB]] as const) {
-    const ip3 = harness.spawnTool(lab, `iperf3 -s in ${name}`, target, ['iperf3', '-s', '-B', w.ip, '-p', String(PORTS.iperf)]);
-    await waitListening(lab, target, PORTS.iperf, ip3);
-    const http = harness.spawnTool(lab, `http server in ${name}`, target, [process.execPath, HTTP_JS, 'server', w.ip, String(PORTS.http)]);
-    await waitListening(lab, target, PORTS.http, http);
-  }
-
-  // Every path must work before anything is measured (capture can take a moment after the agent is ready).
-  for (const p of PATHS) {
-    await harness.retry(
-      `probe ${p.id}`,
-      async () => {
-        const r = await load(lab, p, serverIp(p), { rps: 20, seconds: 0.25, warmupSeconds: 0, bodyBytes: params.requestBytes, keepAlive: false, timeoutMs: 3000 });
-        if (r.errors > 0 || r.completed === 0) throw new Error(r.firstErrors.join('; ') || 'no request completed');
-      },
-      15_000,
-    );
-  }
   const countersStart = await capturedConnections(lab);
   log(`all paths answer; node-b counters ${countersStart ? 'readable' : 'NOT readable (capture check skipped)'}`);
 
@@ -378,6 +585,19 @@ async function main(): Promise<void> {
   const agentEnd = agentSnapshot(pids);
   const countersEnd = await capturedConnections(lab);
 
+  // Passthrough: splice with these agents, then copy in the lab rebuilt with
+  // the agents started --splice off (an agent's relay mode is fixed at start).
+  // Direct is measured again in each lab as that lab's reference.
+  const passthrough: PassthroughSample[] = [];
+  let second: RunningLab | undefined;
+  if (params.passthrough) {
+    passthrough.push(...(await measurePassthrough(first, k)));
+    log(`rebuilding lab '${LAB}' with the agents started with --splice off`);
+    await labDown(LAB);
+    second = await startLab('off', [POD.legacyB], [PASSTHROUGH, DIRECT]);
+    passthrough.push(...(await measurePassthrough(second, k + 1)));
+  }
+
   // ---------------------------------------------------------------- ratios and table
   const tp = (path: PathId, streams: number): ThroughputSample | undefined => throughput.find((s) => s.path === path && s.streams === streams);
   const lat = (path: PathId, keepAlive: boolean): LatencySample | undefined => latency.find((s) => s.path === path && s.keepAlive === keepAlive);
@@ -393,7 +613,22 @@ async function main(): Promise<void> {
         return [ka ? 'keepAlive' : 'newConnection', { p50AddedMs: d('p50Ms'), p99AddedMs: d('p99Ms'), p50Ratio: q('p50Ms'), p99Ratio: q('p99Ms') }];
       }),
     ) as { newConnection: Added; keepAlive: Added };
+  const ptSummary = summarize(passthrough);
+  const pt = (path: 'passthrough' | 'direct', splice: SpliceMode, streams: number): PassthroughSummary | undefined =>
+    ptSummary.find((s) => s.path === path && s.splice === splice && s.streams === streams);
+  const ptRatio = (a: [path: 'passthrough' | 'direct', splice: SpliceMode], b: [path: 'passthrough' | 'direct', splice: SpliceMode], f: (s: PassthroughSummary | undefined) => number = (s) => s?.gbps ?? Number.NaN): Record<string, number> =>
+    Object.fromEntries(params.streams.map((n) => [String(n), round(f(pt(a[0], a[1], n)) / f(pt(b[0], b[1], n)), 3)]));
+  const cpuPerGB = (s: PassthroughSummary | undefined): number => s?.nodeACpuSecondsPerGB ?? Number.NaN;
+  const passthroughRatios = params.passthrough
+    ? {
+        splice_over_copy: { label: 'splice / copy', byStreams: ptRatio(['passthrough', 'on'], ['passthrough', 'off']) },
+        splice_over_direct: { label: 'splice / direct (same lab)', byStreams: ptRatio(['passthrough', 'on'], ['direct', 'on']) },
+        copy_over_direct: { label: 'copy / direct (same lab)', byStreams: ptRatio(['passthrough', 'off'], ['direct', 'off']) },
+        nodeA_cpu_per_gb_splice_over_copy: { label: 'node-a CPU s/GB splice / copy', byStreams: ptRatio(['passthrough', 'on'], ['passthrough', 'off'], cpuPerGB) },
+      }
+    : null;
   const ratios = {
+    passthrough: passthroughRatios,
     throughput: {
       mesh_over_direct: { label: 'mesh / direct', byStreams: byStreams('mesh', 'direct') },
       inbound_over_direct: { label: 'plaintext inbound / direct', byStreams: byStreams('inbound', 'direct') },
@@ -437,13 +672,36 @@ async function main(): Promise<void> {
     L.push(`  ${pad('new connection per request', 28)}${added(o.newConnection)}`);
     L.push(`  ${pad('keep-alive', 28)}${added(o.keepAlive)}`);
   }
+  if (params.passthrough) {
+    L.push('');
+    L.push(`Passthrough, mesh/client -> outside/legacy-b (captured on node-a, the agent dials legacy-b directly and relays plain TCP), iperf3 -t ${params.iperfSeconds}, ${params.passthroughRounds} round(s) per lab`);
+    L.push(`Gbit/s (receiver; median, min..max); agent CPU seconds node-a/node-b per run (median); s/GB a = node-a CPU s per GB (4 streams); relays = node-a access-log lines by relay kind (4 streams, all rounds)`);
+    L.push(`${pad('path', 34)}${pad('1 stream', 19, true)}  ${pad('cpu s', 10)}${pad('4 streams', 19, true)}  ${pad('cpu s', 10)}${pad('s/GB a', 7, true)}  relays`);
+    const cpuS = (u: PassthroughSummary): string => NODES.map((n) => fmt(u.cpuSeconds[n])).join('/');
+    const gbpsCell = (u: PassthroughSummary | undefined): string => (u ? `${fmt(u.gbps)}${u.rounds > 1 ? ` ${fmt(u.gbpsMin)}..${fmt(u.gbpsMax)}` : ''}` : '-');
+    for (const [path, splice, label] of [
+      ['passthrough', 'on', 'passthrough, agents --splice on'],
+      ['passthrough', 'off', 'passthrough, agents --splice off'],
+      ['direct', 'on', 'direct (lab with --splice on)'],
+      ['direct', 'off', 'direct (lab with --splice off)'],
+    ] as const) {
+      const one = pt(path, splice, 1);
+      const four = pt(path, splice, 4);
+      L.push(
+        `${pad(label, 34)}${pad(gbpsCell(one), 19, true)}  ${pad(one ? cpuS(one) : '-', 10)}${pad(gbpsCell(four), 19, true)}  ${pad(four ? cpuS(four) : '-', 10)}${pad(path === 'passthrough' ? fmt(four?.nodeACpuSecondsPerGB, 3) : '', 7, true)}  ${four ? relayCell(four.relayOnNodeA) : '-'}`,
+      );
+    }
+    for (const r of Object.values(passthroughRatios ?? {})) {
+      L.push(`${pad(`ratio ${r.label}`, 34)}${pad(fmt(r.byStreams['1'], 3), 19, true)}  ${pad('', 10)}${pad(fmt(r.byStreams['4'], 3), 19, true)}`);
+    }
+  }
   L.push('');
   const whole = usage(agentStart, agentEnd);
   L.push(`Agents over the whole run (${fmt(whole.wallSeconds, 1)} s): CPU s ${NODES.map((n) => `${n} ${fmt(whole.cpuSeconds[n])}`).join(', ')}; RSS MiB start -> end ${NODES.map((n) => `${n} ${fmt((agentStart.rssKiB[n] ?? Number.NaN) / 1024, 1)} -> ${fmt((agentEnd.rssKiB[n] ?? Number.NaN) / 1024, 1)}`).join(', ')}`);
   console.log(`\n${L.join('\n')}`);
 
   const report = {
-    schema: 'ambit-bench-inpod/1',
+    schema: 'ambit-bench-inpod/2',
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
     durationSeconds: round((performance.now() - t0) / 1000, 1),
@@ -453,18 +711,27 @@ async function main(): Promise<void> {
       lab: LAB,
       fixture: 'test/fixtures/bench/inpod.yaml',
       pods: Object.fromEntries(Object.values(ips).map((w) => [`${w.namespace}/${w.name}`, { node: w.node, ip: w.ip }])),
-      agents: Object.fromEntries(NODES.map((n) => [n, { pid: pids[n] }])),
-      paths: Object.fromEntries(PATHS.map((p) => [p.id, p.what])),
+      agents: Object.fromEntries(NODES.map((n) => [n, { pid: pids[n], splice: 'on', ...(second ? { pidSpliceOff: second.pids[n] } : {}) }])),
+      paths: Object.fromEntries([...PATHS, ...(params.passthrough ? [PASSTHROUGH] : [])].map((p) => [p.id, p.what])),
     },
     units: {
       throughput: 'Gbit/s (1e9 bit/s), iperf3 end.sum_received.bits_per_second',
       latency: 'ms from http.request() to the end of the response body',
       agentCpu: 'CPU seconds (utime+stime of the agent and its children) over the phase, and percent of one core',
       rss: 'KiB, VmRSS of the agent process',
+      nodeACpuSecondsPerGB: 'node-a agent CPU seconds / (iperf3 received bytes / 1e9)',
+      relayOnNodeA: 'new access-log lines in the node-a agent log by relay field over the run',
       captured: "change of node-b's istio_tcp_connections_opened_total{reporter=destination} by connection_security_policy over the phase",
     },
     throughput,
     latency,
+    passthrough: params.passthrough
+      ? {
+          what: 'iperf3 mesh/client -> outside/legacy-b (passthrough, node-a agent) and outside/legacy -> outside/legacy-b (direct); splice "on" samples come from the first lab, "off" from the lab rebuilt with the agents started --splice off',
+          summary: ptSummary,
+          samples: passthrough,
+        }
+      : null,
     ratios,
     agents: { start: agentStart, end: agentEnd, whole, capturedOnNodeB: { start: countersStart ?? null, end: countersEnd ?? null } },
   };

@@ -97,6 +97,7 @@ export class Agent {
   readonly #httpServers: Server[] = [];
   #enrollment: InProcessEnrollment | undefined;
   #controlPlane: ControlPlaneClient | undefined;
+  readonly #rulesInstalled = new Set<string>();
   #fileWatch: ClusterFileWatch | undefined;
   #ready = false;
   #closed = false;
@@ -157,7 +158,9 @@ export class Agent {
       registry: world.registry,
       packetMark: cfg.packetMark,
       splice: cfg.splice,
-      captured: () => cfg.capture,
+      // Spoofing the client address needs the pod's 0x111 reply routing: in lab mode only once the
+      // enroller installed the rules (after the add is acked); with a CNI, rules come first.
+      captured: (w) => cfg.capture && (this.#enrollment === undefined || this.#rulesInstalled.has(w.uid)),
       netnsOf,
     };
     this.#outboundDeps = {
@@ -277,6 +280,8 @@ export class Agent {
     const enroller = new PodEnroller({ server, logger: this.#w.logger, ...(this.#cfg.capture ? { rules: this.#w.rules } : {}) });
     this.#enrollment = { dir, server, enroller };
     enroller.on('synced', () => void this.#markReady());
+    enroller.on('enrolled', (uid) => this.#rulesInstalled.add(uid));
+    enroller.on('unenrolled', (uid) => this.#rulesInstalled.delete(uid));
     connect(join(dir, 'zds.sock')).start();
     const follow = (state: ClusterState) => void enroller.setDesired(ambientPods(state, this.#cfg.node));
     follow(this.#view.current);

@@ -6,7 +6,7 @@
  */
 import { ConfigError } from '../common/errors.js';
 import { BACKENDS, type Backend } from '../redirect/constants.js';
-import { install, remove, status, type RedirectStatus } from '../redirect/installer.js';
+import { formatRedirectStatus, install, remove, status } from '../redirect/installer.js';
 import { boolFlag, enumFlag, type Command, type ParsedArgs } from './command.js';
 
 const SUBCOMMAND_FLAGS: Record<string, readonly string[]> = {
@@ -31,16 +31,6 @@ function parse(args: ParsedArgs): { sub: string; netns: string; backend: Backend
   return { sub, netns, backend, dns: boolFlag(args, 'dns'), json: boolFlag(args, 'json') };
 }
 
-function formatStatus(s: RedirectStatus): string {
-  const yes = (b: boolean): string => (b ? 'yes' : 'no');
-  const lines = [
-    `netns ${s.netns} (${s.backend}): ${s.matches ? 'installed, up to date' : s.installed ? 'installed, differs' : s.rules || s.ipRule || s.route ? 'partially installed' : 'not installed'}`,
-    `  rules: ${yes(s.rules)}  dns: ${yes(s.dns)}  ip rule 32764: ${yes(s.ipRule)}  table 100 route: ${yes(s.route)}`,
-  ];
-  if (s.installed && !s.matches) for (const d of s.differences) lines.push(`  ${d}`);
-  return lines.join('\n') + '\n';
-}
-
 async function run(args: ParsedArgs): Promise<number> {
   const { sub, netns, backend, dns, json } = parse(args);
   const out = (v: unknown, text: string): void => {
@@ -48,7 +38,7 @@ async function run(args: ParsedArgs): Promise<number> {
   };
   if (sub === 'install') {
     const r = await install(netns, { ...(backend ? { backend } : {}), dns });
-    out(r, `netns ${r.netns}: capture rules installed (${r.backend}${r.dns ? ', dns' : ''})\n`);
+    out(r, `netns ${r.netns}: capture rules installed (${r.backend}, ${r.ipv6 ? 'ipv4+ipv6' : 'ipv4 only'}${r.dns ? ', dns' : ''})\n${r.notes.map((n) => `  note: ${n}\n`).join('')}`);
     return 0;
   }
   if (sub === 'remove') {
@@ -57,7 +47,7 @@ async function run(args: ParsedArgs): Promise<number> {
     return 0;
   }
   const s = await status(netns, { ...(backend ? { backend } : {}), dns });
-  out(s, formatStatus(s));
+  out(s, formatRedirectStatus(s));
   // Like `diff`: 0 when installed and up to date, 1 otherwise (scripts can check).
   return s.matches ? 0 : 1;
 }
@@ -77,7 +67,9 @@ export const redirectCommand: Command = {
       them): outbound TCP -> 15001, inbound TCP -> 15006 (except 15008),
       sockets marked 0x539 bypass capture, connmark 0x111 + ip rule 32764 +
       table 100 local route for replies; kubelet probes from 169.254.7.127
-      bypass capture. IPv4 only.
+      bypass capture. IPv4 and IPv6 (ip6 rules, ip6tables, ip -6 rule/route
+      with local ::/0); IPv6 is skipped with a note when the netns has no
+      IPv6 on lo (disable_ipv6=1 or lo down).
   remove <netns> [--backend nftables|iptables]
       Remove the rules, ip rule and route; nothing there is not an error.
   status <netns> [--backend nftables|iptables] [--dns]

@@ -302,12 +302,53 @@ async function startControlPlane(e: Env, store: StateStore, plan: LabPlan, clust
     '--monitoring-port', String(LAB_CONTROL_PLANE_MONITORING_PORT),
     '--ready-file', readyFile,
   ];
-  const proc = await (opts.spawnAgent ?? defaultSpawnAgent)({ node: CONTROL_PLANE_RECORD, netns: host.netns, argv, logFile, readyFile });
-  const startTime = processStartTime(proc.pid);
-  store.update((s) => s.agents.push({ node: CONTROL_PLANE_RECORD, pid: proc.pid, ...(startTime ? { startTime } : {}), logFile, readyFile }));
-  await waitForAgents([{ node: CONTROL_PLANE_RECORD, proc, readyFile, logFile }], opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
+  const launch: ControlPlaneLaunch = { netns: host.netns, argv, logFile, readyFile };
+  writeFileSync(join(stateDir, CONTROL_PLANE_LAUNCH_FILE), JSON.stringify(launch, null, 2) + '\n', { mode: 0o644 });
+  const proc = await launchControlPlane(store, launch, opts.spawnAgent, opts.readyTimeoutMs);
   e.log.info({ pid: proc.pid, address: `${host.ip}:${LAB_CONTROL_PLANE_PORT}`, manifests: manifestsDir }, 'control plane started');
   return { address: `${host.ip}:${LAB_CONTROL_PLANE_PORT}`, rootCert: join(caDir, 'root-cert.pem'), tokenFile: (node) => join(stateDir, `agent-token-${node}`) };
+}
+
+const CONTROL_PLANE_LAUNCH_FILE = 'control-plane.launch.json';
+
+interface ControlPlaneLaunch {
+  readonly netns: string;
+  readonly argv: readonly string[];
+  readonly logFile: string;
+  readonly readyFile: string;
+}
+
+async function launchControlPlane(store: StateStore, l: ControlPlaneLaunch, spawnAgent: SpawnAgent | undefined, readyTimeoutMs: number | undefined): Promise<{ pid: number }> {
+  rmSync(l.readyFile, { force: true });
+  const proc = await (spawnAgent ?? defaultSpawnAgent)({ node: CONTROL_PLANE_RECORD, netns: l.netns, argv: [...l.argv], logFile: l.logFile, readyFile: l.readyFile });
+  const startTime = processStartTime(proc.pid);
+  store.update((s) => s.agents.push({ node: CONTROL_PLANE_RECORD, pid: proc.pid, ...(startTime ? { startTime } : {}), logFile: l.logFile, readyFile: l.readyFile }));
+  await waitForAgents([{ node: CONTROL_PLANE_RECORD, proc, readyFile: l.readyFile, logFile: l.logFile }], readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
+  return proc;
+}
+
+/**
+ * Stops a lab's control plane (SIGKILL when `kill`, else SIGTERM), e.g. to
+ * show that agents keep serving on their last-known-good state.
+ */
+export async function labStopControlPlane(name: string, opts: LabEnvOptions & { kill?: boolean } = {}): Promise<void> {
+  const e = env(opts);
+  const state = requireState(e.root, name);
+  const store = new StateStore(e.root, state);
+  for (const rec of state.agents.filter((a) => a.node === CONTROL_PLANE_RECORD)) {
+    await stopProcess(rec.pid, rec.startTime, opts.kill ? 0 : (opts.stopGraceMs ?? DEFAULT_STOP_GRACE_MS));
+    store.update((s) => (s.agents = s.agents.filter((a) => a.pid !== rec.pid)));
+  }
+}
+
+/** Starts the lab's control plane again with the arguments of `lab up --control-plane`. */
+export async function labStartControlPlane(name: string, opts: LabEnvOptions & { readyTimeoutMs?: number } = {}): Promise<{ pid: number }> {
+  const e = env(opts);
+  const state = requireState(e.root, name);
+  const file = join(state.stateDir, CONTROL_PLANE_LAUNCH_FILE);
+  if (!existsSync(file)) throw new LabNotFoundError(`lab '${name}' was not started with a control plane`);
+  const launch = JSON.parse(readFileSync(file, 'utf8')) as ControlPlaneLaunch;
+  return launchControlPlane(new StateStore(e.root, state), launch, undefined, opts.readyTimeoutMs);
 }
 
 async function startAgents(e: Env, store: StateStore, plan: LabPlan, clusterFile: string, opts: LabUpOptions, cp?: LabControlPlane): Promise<void> {

@@ -16,6 +16,15 @@ export const DNS_CAPTURE_PORT = 15053;
 
 /** The SNAT source the host uses for kubelet probes; exempt from capture. */
 export const PROBE_SOURCE_IP = '169.254.7.127';
+/** istio-cni's IPv6 twin of PROBE_SOURCE_IP (cni/pkg/config/config.go). */
+export const PROBE_SOURCE_IP6 = 'fd16:9254:7127:1337:ffff:ffff:ffff:ffff';
+
+export type IpFamily = 4 | 6;
+/** Per family: the loopback address (never captured) and the probe source. */
+export const FAMILY: Readonly<Record<IpFamily, { loopback: string; probe: string; nft: 'ip' | 'ip6' }>> = {
+  4: { loopback: '127.0.0.1', probe: PROBE_SOURCE_IP, nft: 'ip' },
+  6: { loopback: '::1', probe: PROBE_SOURCE_IP6, nft: 'ip6' },
+};
 
 /** Our nft table (family inet) and iptables chain names. */
 export const NFT_TABLE = 'ambit';
@@ -28,6 +37,12 @@ export const BACKENDS: readonly Backend[] = ['nftables', 'iptables'];
 export interface RuleOptions {
   /** Capture DNS (UDP and TCP port 53) to 15053; istio-cni's REDIRECT_DNS. Default off. */
   dns?: boolean;
+  /**
+   * Also the IPv6 rules (ip6 matches in the nft table, ip6tables, `ip -6`
+   * rule/route). Builders default to true; the installer sets it from the
+   * netns (false when IPv6 is disabled there: no ::1 on lo).
+   */
+  ipv6?: boolean;
 }
 
 /** `0x539/0xfff` as iptables writes it. */

@@ -9,9 +9,15 @@
  * built-in chains would be appended again. So the transaction is built from
  * what is present: delete the existing jumps, (re)declare the chains, add
  * rules and jumps, drop chains no longer wanted. Pure functions.
+ *
+ * IPv6 (istio-cni's IPv6 twin): the same text for ip6tables-restore with
+ * ::1/128 for loopback and fd16:9254:7127:1337:ffff:ffff:ffff:ffff/128 as the
+ * probe source. iptables-restore and ip6tables-restore are two separate
+ * transactions (each atomic per family); nftables does both in one.
  */
 import {
   DNS_CAPTURE_PORT,
+  FAMILY,
   hex,
   INBOUND_HBONE_PORT,
   INBOUND_PLAINTEXT_PORT,
@@ -21,7 +27,7 @@ import {
   IPT_OUTPUT,
   IPT_PRERT,
   OUTBOUND_PORT,
-  PROBE_SOURCE_IP,
+  type IpFamily,
   type RuleOptions,
 } from './constants.js';
 
@@ -38,9 +44,15 @@ const JUMPS: ReadonlyArray<readonly [builtin: string, chain: string]> = [
 const m = `${hex(INPOD_MARK)}/${hex(INPOD_MASK)}`;
 const t = `${hex(INPOD_TPROXY_MARK)}/${hex(INPOD_MASK)}`;
 
-/** The `-A` lines we want per table (chain rules then jumps), in iptables-save form. */
-export function iptablesDesired(opts: RuleOptions = {}): Record<IptTable, string[]> {
+/**
+ * The `-A` lines we want per table (chain rules then jumps), in
+ * iptables-save (family 4) or ip6tables-save (family 6) form.
+ */
+export function iptablesDesired(opts: RuleOptions = {}, family: IpFamily = 4): Record<IptTable, string[]> {
   const dns = opts.dns === true;
+  const bits = family === 4 ? 32 : 128;
+  const lo = `${FAMILY[family].loopback}/${bits}`;
+  const probe = `${FAMILY[family].probe}/${bits}`;
   const jumps = JUMPS.map(([b, c]) => `-A ${b} -j ${c}`);
   return {
     mangle: [
@@ -50,18 +62,18 @@ export function iptablesDesired(opts: RuleOptions = {}): Record<IptTable, string
     ],
     nat: [
       ...jumps,
-      `-A ${IPT_PRERT} -s ${PROBE_SOURCE_IP}/32 -p tcp -m tcp -j ACCEPT`,
-      `-A ${IPT_PRERT} ! -d 127.0.0.1/32 -p tcp -m tcp ! --dport ${INBOUND_HBONE_PORT} -m mark ! --mark ${m} -j REDIRECT --to-ports ${INBOUND_PLAINTEXT_PORT}`,
-      `-A ${IPT_OUTPUT} -d ${PROBE_SOURCE_IP}/32 -p tcp -m tcp -j ACCEPT`,
+      `-A ${IPT_PRERT} -s ${probe} -p tcp -m tcp -j ACCEPT`,
+      `-A ${IPT_PRERT} ! -d ${lo} -p tcp -m tcp ! --dport ${INBOUND_HBONE_PORT} -m mark ! --mark ${m} -j REDIRECT --to-ports ${INBOUND_PLAINTEXT_PORT}`,
+      `-A ${IPT_OUTPUT} -d ${probe} -p tcp -m tcp -j ACCEPT`,
       ...(dns
         ? [
             `-A ${IPT_OUTPUT} ! -o lo -p udp -m mark ! --mark ${m} -m udp --dport 53 -j REDIRECT --to-ports ${DNS_CAPTURE_PORT}`,
-            `-A ${IPT_OUTPUT} ! -d 127.0.0.1/32 -p tcp -m tcp --dport 53 -m mark ! --mark ${m} -j REDIRECT --to-ports ${DNS_CAPTURE_PORT}`,
+            `-A ${IPT_OUTPUT} ! -d ${lo} -p tcp -m tcp --dport 53 -m mark ! --mark ${m} -j REDIRECT --to-ports ${DNS_CAPTURE_PORT}`,
           ]
         : []),
       `-A ${IPT_OUTPUT} -p tcp -m mark --mark ${t} -j ACCEPT`,
-      `-A ${IPT_OUTPUT} ! -d 127.0.0.1/32 -o lo -j ACCEPT`,
-      `-A ${IPT_OUTPUT} ! -d 127.0.0.1/32 -p tcp -m mark ! --mark ${m} -j REDIRECT --to-ports ${OUTBOUND_PORT}`,
+      `-A ${IPT_OUTPUT} ! -d ${lo} -o lo -j ACCEPT`,
+      `-A ${IPT_OUTPUT} ! -d ${lo} -p tcp -m mark ! --mark ${m} -j REDIRECT --to-ports ${OUTBOUND_PORT}`,
     ],
     raw: dns
       ? [
@@ -130,10 +142,10 @@ export function canonicalLines(lines: readonly string[]): string[] {
 /**
  * The iptables-restore --noflush text that moves `present` to the rules for
  * `opts` (or removes everything of ours when `opts` is null). Empty string
- * when there is nothing to do.
+ * when there is nothing to do. For ip6tables-restore with family 6.
  */
-export function buildIptablesRestore(opts: RuleOptions | null, present: IptState = emptyIptState()): string {
-  const desired = opts ? iptablesDesired(opts) : { mangle: [], nat: [], raw: [] };
+export function buildIptablesRestore(opts: RuleOptions | null, present: IptState = emptyIptState(), family: IpFamily = 4): string {
+  const desired = opts ? iptablesDesired(opts, family) : { mangle: [], nat: [], raw: [] };
   const out: string[] = [];
   for (const table of IPT_TABLES) {
     const want = desired[table];

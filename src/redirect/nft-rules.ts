@@ -4,10 +4,19 @@
  * Rules are written the way `nft list` prints them back, so `status` can
  * compare the listing with what we would install line by line.
  *
+ * IPv6: the same rules with `ip6` matches (loopback ::1, probe source
+ * fd16:9254:7127:1337:ffff:ffff:ffff:ffff), in the same chains, so v4 and v6
+ * are installed and replaced in one transaction. As for IPv4 the capture is
+ * NAT `redirect` (istio-cni's current mode): locally generated packets go to
+ * ::1:15001, inbound to the receiving interface's address on 15006, and the
+ * original destination is IP6T_SO_ORIGINAL_DST. The mark/connmark rules carry
+ * no address and already cover both families.
+ *
  * Pure functions: the text goes to `nft -f -` as one transaction.
  */
 import {
   DNS_CAPTURE_PORT,
+  FAMILY,
   hex8,
   INBOUND_HBONE_PORT,
   INBOUND_PLAINTEXT_PORT,
@@ -16,7 +25,7 @@ import {
   INPOD_TPROXY_MARK,
   NFT_TABLE,
   OUTBOUND_PORT,
-  PROBE_SOURCE_IP,
+  type IpFamily,
   type RuleOptions,
 } from './constants.js';
 
@@ -29,27 +38,35 @@ interface Chain {
   rules: string[];
 }
 
+/** The families the rules cover: IPv4 always, IPv6 unless opts.ipv6 === false. */
+export const familiesOf = (opts: RuleOptions): IpFamily[] => (opts.ipv6 === false ? [4] : [4, 6]);
+
 function chains(opts: RuleOptions): Chain[] {
   const dns = opts.dns === true;
+  const fams = familiesOf(opts);
+  // One line per family for the address-matching rules (`ip daddr` only
+  // matches IPv4 packets in an inet table, `ip6 daddr` only IPv6); rules with
+  // no address match (marks, udp dport 53) cover both families at once.
+  const each = (f: (a: { nft: string; loopback: string; probe: string }) => string): string[] => fams.map((fam) => f(FAMILY[fam]));
   const natOutput = [
-    `meta l4proto tcp ip daddr ${PROBE_SOURCE_IP} counter accept`,
+    ...each((a) => `meta l4proto tcp ${a.nft} daddr ${a.probe} counter accept`),
     ...(dns
       ? [
           `oifname != "lo" ${notOurs} udp dport 53 counter redirect to :${DNS_CAPTURE_PORT}`,
-          `ip daddr != 127.0.0.1 tcp dport 53 ${notOurs} counter redirect to :${DNS_CAPTURE_PORT}`,
+          ...each((a) => `${a.nft} daddr != ${a.loopback} tcp dport 53 ${notOurs} counter redirect to :${DNS_CAPTURE_PORT}`),
         ]
       : []),
     `meta l4proto tcp meta mark & ${hex8(INPOD_MASK)} == ${hex8(INPOD_TPROXY_MARK)} counter accept`,
-    `oifname "lo" ip daddr != 127.0.0.1 counter accept`,
-    `meta l4proto tcp ip daddr != 127.0.0.1 ${notOurs} counter redirect to :${OUTBOUND_PORT}`,
+    ...each((a) => `oifname "lo" ${a.nft} daddr != ${a.loopback} counter accept`),
+    ...each((a) => `meta l4proto tcp ${a.nft} daddr != ${a.loopback} ${notOurs} counter redirect to :${OUTBOUND_PORT}`),
   ];
   const out: Chain[] = [
     {
       name: 'nat-prerouting',
       header: 'type nat hook prerouting priority dstnat; policy accept;',
       rules: [
-        `meta l4proto tcp ip saddr ${PROBE_SOURCE_IP} counter accept`,
-        `ip daddr != 127.0.0.1 tcp dport != ${INBOUND_HBONE_PORT} ${notOurs} counter redirect to :${INBOUND_PLAINTEXT_PORT}`,
+        ...each((a) => `meta l4proto tcp ${a.nft} saddr ${a.probe} counter accept`),
+        ...each((a) => `${a.nft} daddr != ${a.loopback} tcp dport != ${INBOUND_HBONE_PORT} ${notOurs} counter redirect to :${INBOUND_PLAINTEXT_PORT}`),
       ],
     },
     { name: 'nat-output', header: 'type nat hook output priority -100; policy accept;', rules: natOutput },

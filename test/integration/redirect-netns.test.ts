@@ -128,7 +128,7 @@ void test('nftables: outbound and inbound capture, mark 0x539 bypass, loopback u
   // Sanity before install: the peer is reachable directly.
   assert.equal(await ask(p.podPath, PEER_IP, 80), 'peer');
 
-  assert.deepEqual(await install(p.pod), { netns: p.pod, backend: 'nftables', dns: false });
+  assert.deepEqual(await install(p.pod), { netns: p.pod, backend: 'nftables', dns: false, ipv6: true, notes: [] });
   await assertOutboundAndInbound(p, l);
   // (2) a socket marked 0x539 (ambit's own upstream traffic) bypasses capture and reaches the peer.
   assert.equal(await ask(p.podPath, PEER_IP, 80, MARK), 'peer');
@@ -182,7 +182,19 @@ void test('nftables: install is idempotent, status checks it, remove twice leave
   assert.deepEqual(normalizeNftListing(nftList(p)), first, 'a second install gives the same ruleset');
   assert.equal(sh('ip', '-n', p.pod, 'rule', 'show', 'pref', '32764').trim().split('\n').length, 1, 'one ip rule, not two');
   const st = await status(p.pod);
-  assert.deepEqual(st, { netns: p.pod, backend: 'nftables', rules: true, dns: false, ipRule: true, route: true, installed: true, matches: true, differences: [] });
+  assert.deepEqual(st, {
+    netns: p.pod,
+    backend: 'nftables',
+    rules: true,
+    dns: false,
+    ipRule: true,
+    route: true,
+    installed: true,
+    matches: true,
+    differences: [],
+    ipv6: { enabled: true, rules: true, ipRule: true, route: true },
+    notes: [],
+  });
   const wantDns = await status(p.pod, { dns: true });
   assert.equal(wantDns.matches, false, 'status --dns notices that DNS capture is not installed');
 
@@ -204,7 +216,9 @@ void test('nftables: install is idempotent, status checks it, remove twice leave
   assert.deepEqual(await remove(p.pod), { netns: p.pod, removed: false });
   assert.equal(sh('ip', 'netns', 'exec', p.pod, 'nft', 'list', 'tables').trim(), '');
   assert.equal(sh('ip', '-n', p.pod, 'rule', 'show', 'pref', '32764').trim(), '');
+  assert.equal(sh('ip', '-n', p.pod, '-6', 'rule', 'show', 'pref', '32764').trim(), '');
   assert.equal(sh('ip', '-n', p.pod, 'route', 'show', 'table', 'all', 'table', '100').trim(), '');
+  assert.equal(sh('ip', '-n', p.pod, '-6', 'route', 'show', 'table', '100').trim(), '');
   const after = await status(p.pod);
   assert.deepEqual([after.rules, after.ipRule, after.route, after.installed], [false, false, false, false]);
 });
@@ -215,7 +229,7 @@ void test('iptables backend: the same capture, idempotent install, clean remove'
   await cleanupRules(t, p);
   const l = await listeners(t, p);
   const opts = { backend: 'iptables' as Backend };
-  assert.deepEqual(await install(p.pod, opts), { netns: p.pod, backend: 'iptables', dns: false });
+  assert.deepEqual(await install(p.pod, opts), { netns: p.pod, backend: 'iptables', dns: false, ipv6: true, notes: [] });
   await assertOutboundAndInbound(p, l);
   assert.equal(await ask(p.podPath, PEER_IP, 80, MARK), 'peer');
   await assertSpoofedReplyReturns(p);

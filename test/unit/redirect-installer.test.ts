@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import type { RedirectDeps, RunResult } from '../../src/redirect/exec.js';
 import { resolveNetns } from '../../src/redirect/exec.js';
 import { RedirectBinaryMissingError, RedirectCommandError, RedirectNetnsNotFoundError, RedirectPermissionError } from '../../src/redirect/errors.js';
-import { install, remove, selectBackend, status } from '../../src/redirect/installer.js';
+import { formatRedirectStatus, install, remove, selectBackend, status, type RedirectOptions } from '../../src/redirect/installer.js';
 import { buildIptablesRestore, buildNftInstall, buildNftTable } from '../../src/redirect/index.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/ambit.js', import.meta.url));
@@ -56,38 +56,85 @@ void describe('backend selection', () => {
   });
 });
 
+const LO6 = '[{"ifindex":1,"ifname":"lo","addr_info":[{"family":"inet6","local":"::1","prefixlen":128,"scope":"host"}]}]';
+/** `ip -6 -j addr show dev lo` in a netns: lo has ::1 (IPv6 on) or nothing (disable_ipv6=1). */
+const lo = (v6: boolean) => (a: string[]): Partial<RunResult> | undefined => (a.includes('addr') ? { stdout: v6 ? LO6 : '[]' } : undefined);
+const IP = '/usr/sbin/ip';
+
 void describe('install / remove / status (scripted)', () => {
-  void it('install (nftables) sets up routing, then loads the rules in one nft transaction on stdin', async () => {
-    const { deps, calls } = fakeDeps({ missing: ['iptables-save', 'iptables-restore'], respond: (a) => (a.includes('rule') && a.includes('show') ? { stdout: '[]' } : undefined) });
+  void it('install (nftables) sets up v4 and v6 routing, then loads both families in one nft transaction on stdin', async () => {
+    const { deps, calls } = fakeDeps({
+      missing: ['iptables-save', 'iptables-restore', 'ip6tables-save', 'ip6tables-restore'],
+      respond: (a) => lo(true)(a) ?? (a.includes('rule') && a.includes('show') ? { stdout: '[]' } : undefined),
+    });
     const r = await install('pod1', {}, deps);
-    assert.deepEqual(r, { netns: 'pod1', backend: 'nftables', dns: false });
+    assert.deepEqual(r, { netns: 'pod1', backend: 'nftables', dns: false, ipv6: true, notes: [] });
     assert.deepEqual(
       calls.map((c) => c.argv),
       [
-        [...NS, '/usr/sbin/ip', '-j', 'rule', 'show', 'pref', '32764'],
-        [...NS, '/usr/sbin/ip', 'rule', 'add', 'fwmark', '0x111/0xfff', 'pref', '32764', 'lookup', '100'],
-        [...NS, '/usr/sbin/ip', 'route', 'replace', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', '100'],
+        [...NS, IP, '-6', '-j', 'addr', 'show', 'dev', 'lo'],
+        [...NS, IP, '-j', 'rule', 'show', 'pref', '32764'],
+        [...NS, IP, 'rule', 'add', 'fwmark', '0x111/0xfff', 'pref', '32764', 'lookup', '100'],
+        [...NS, IP, 'route', 'replace', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', '100'],
+        [...NS, IP, '-6', '-j', 'rule', 'show', 'pref', '32764'],
+        [...NS, IP, '-6', 'rule', 'add', 'fwmark', '0x111/0xfff', 'pref', '32764', 'lookup', '100'],
+        [...NS, IP, '-6', 'route', 'replace', 'local', '::/0', 'dev', 'lo', 'table', '100'],
         [...NS, '/usr/sbin/nft', '-f', '-'],
       ],
     );
-    assert.equal(calls[3]?.input, buildNftInstall({ dns: false }));
+    assert.equal(calls[7]?.input, buildNftInstall({ dns: false, ipv6: true }));
+    assert.equal(calls.filter((c) => c.input !== undefined).length, 1, 'one transaction for both families');
+  });
+
+  void it('a netns with IPv6 disabled gets its IPv4 rules; the IPv6 part is skipped with a note, not an error', async () => {
+    const notes: unknown[] = [];
+    const logger = { info: (...args: unknown[]) => void notes.push(args) } as unknown as RedirectOptions['logger'];
+    const { deps, calls } = fakeDeps({
+      missing: ['iptables-save', 'iptables-restore', 'ip6tables-save', 'ip6tables-restore'],
+      respond: (a) => lo(false)(a) ?? (a.includes('show') ? { stdout: '[]' } : undefined),
+    });
+    const r = await install('pod1', { ...(logger ? { logger } : {}) }, deps);
+    assert.equal(r.ipv6, false);
+    assert.match(r.notes.join(), /IPv6 is disabled in this netns .*only IPv4 is captured/);
+    assert.equal(notes.length, 1, 'the note is logged');
+    assert.equal(calls.at(-1)?.input, buildNftInstall({ dns: false, ipv6: false }));
+    assert.ok(!calls.at(-1)?.input?.includes('ip6'));
+    assert.ok(calls.some((c) => c.argv.join(' ').endsWith('ip route replace local 0.0.0.0/0 dev lo table 100')));
+    assert.ok(!calls.some((c) => c.argv.includes('-6') && (c.argv.includes('add') || c.argv.includes('replace'))), 'no ip -6 rule/route changes');
+    // ipv6: false is the same, even where IPv6 works, and does not even look.
+    const off = fakeDeps({ missing: ['iptables-save', 'ip6tables-save'], respond: (a) => lo(true)(a) ?? (a.includes('show') ? { stdout: '[]' } : undefined) });
+    const r2 = await install('pod1', { ipv6: false }, off.deps);
+    assert.deepEqual([r2.ipv6, r2.notes], [false, ['IPv6 rules not requested (ipv6: false): only IPv4 is captured']]);
+    assert.ok(!off.calls.some((c) => c.argv.includes('addr')));
   });
 
   void it('install keeps an existing correct ip rule (no duplicate) and passes --dns through', async () => {
-    const { deps, calls } = fakeDeps({ missing: ['iptables-save'], respond: (a) => (a.includes('rule') && a.includes('show') ? { stdout: OUR_RULE } : undefined) });
+    const { deps, calls } = fakeDeps({ missing: ['iptables-save', 'ip6tables-save'], respond: (a) => lo(true)(a) ?? (a.includes('rule') && a.includes('show') ? { stdout: OUR_RULE } : undefined) });
     await install('pod1', { dns: true }, deps);
     assert.ok(!calls.some((c) => c.argv.includes('add')));
     assert.equal(calls.at(-1)?.input, buildNftInstall({ dns: true }));
   });
 
-  void it('install (iptables) reads iptables-save, restores with --noflush, and removes a leftover nft table', async () => {
-    const { deps, calls } = fakeDeps({ respond: (a) => (a.includes('show') ? { stdout: '[]' } : undefined) });
+  void it('install (iptables) restores v4 then v6 with --noflush, and removes a leftover nft table', async () => {
+    const { deps, calls } = fakeDeps({ respond: (a) => lo(true)(a) ?? (a.includes('show') ? { stdout: '[]' } : undefined) });
     const r = await install('/proc/42/ns/net', { backend: 'iptables' }, deps);
-    assert.equal(r.backend, 'iptables');
+    assert.deepEqual([r.backend, r.ipv6], ['iptables', true]);
     const restore = calls.find((c) => c.argv.includes('/usr/sbin/iptables-restore'));
     assert.deepEqual(restore?.argv, ['/usr/sbin/nsenter', '--net=/proc/42/ns/net', '/usr/sbin/iptables-restore', '--noflush']);
     assert.equal(restore?.input, buildIptablesRestore({ dns: false }));
+    const restore6 = calls.find((c) => c.argv.includes('/usr/sbin/ip6tables-restore'));
+    assert.equal(restore6?.input, buildIptablesRestore({ dns: false }, undefined, 6));
+    assert.ok(calls.indexOf(restore as Call) < calls.indexOf(restore6 as Call));
     assert.ok(calls.some((c) => c.argv.join(' ').endsWith('/usr/sbin/nft list table inet ambit')));
+  });
+
+  void it('iptables backend with IPv6 on but no ip6tables-restore fails before changing anything', async () => {
+    const { deps, calls } = fakeDeps({ missing: ['ip6tables-restore'], respond: lo(true) });
+    await assert.rejects(install('pod1', { backend: 'iptables' }, deps), (e: unknown) => e instanceof RedirectBinaryMissingError && e.binary === 'ip6tables-restore');
+    assert.ok(!calls.some((c) => c.input !== undefined || c.argv.includes('add') || c.argv.includes('replace')));
+    // Without IPv6 in the netns it is not needed.
+    const v4 = fakeDeps({ missing: ['ip6tables-restore'], respond: (a) => lo(false)(a) ?? (a.includes('show') ? { stdout: '[]' } : undefined) });
+    assert.equal((await install('pod1', { backend: 'iptables' }, v4.deps)).ipv6, false);
   });
 
   void it('remove is idempotent: an absent table, rule and route are not errors', async () => {
@@ -104,16 +151,46 @@ void describe('install / remove / status (scripted)', () => {
     assert.ok(!calls.some((c) => c.input !== undefined), 'no transaction when nothing is there');
   });
 
-  void it('status compares the nft listing with what install would write', async () => {
+  void it('status compares the nft listing (both families) with what install would write', async () => {
     const listing = buildNftTable().replace(/counter/g, 'counter packets 3 bytes 180').replace('& 0xfffff000 |', '& 0xfffff111 |');
     const respond = (a: string[]): Partial<RunResult> | undefined =>
-      a.includes('list') ? { stdout: listing } : a.includes('rule') ? { stdout: OUR_RULE } : a.includes('route') ? { stdout: OUR_ROUTE } : undefined;
+      lo(true)(a) ?? (a.includes('list') ? { stdout: listing } : a.includes('rule') ? { stdout: OUR_RULE } : a.includes('route') ? { stdout: OUR_ROUTE } : undefined);
     const ok = await status('pod1', {}, fakeDeps({ respond }).deps);
-    assert.deepEqual(ok, { netns: 'pod1', backend: 'nftables', rules: true, dns: false, ipRule: true, route: true, installed: true, matches: true, differences: [] });
+    assert.deepEqual(ok, {
+      netns: 'pod1',
+      backend: 'nftables',
+      rules: true,
+      dns: false,
+      ipRule: true,
+      route: true,
+      installed: true,
+      matches: true,
+      differences: [],
+      ipv6: { enabled: true, rules: true, ipRule: true, route: true },
+      notes: [],
+    });
+    const text = formatRedirectStatus(ok);
+    assert.match(text, /installed, up to date/);
+    assert.match(text, /ipv6 {2}rules: yes {2}ip -6 rule 32764: yes {2}table 100 route ::\/0: yes/);
     const dns = await status('pod1', { dns: true }, fakeDeps({ respond }).deps);
     assert.equal(dns.installed, true);
     assert.equal(dns.matches, false);
     assert.ok(dns.differences.some((d) => d.includes('15053')));
+  });
+
+  void it('status: v4-only rules in a dual-stack netns differ; in a netns without IPv6 they match, with a note', async () => {
+    const v4listing = buildNftTable({ ipv6: false });
+    const respond = (v6: boolean) => (a: string[]): Partial<RunResult> | undefined =>
+      lo(v6)(a) ??
+      (a.includes('list') ? { stdout: v4listing } : a.includes('rule') ? { stdout: a.includes('-6') ? '[]' : OUR_RULE } : a.includes('route') ? { stdout: a.includes('-6') ? '[]' : OUR_ROUTE } : undefined);
+    const dual = await status('pod1', {}, fakeDeps({ respond: respond(true) }).deps);
+    assert.deepEqual([dual.installed, dual.matches, dual.ipv6], [false, false, { enabled: true, rules: false, ipRule: false, route: false }]);
+    assert.ok(dual.differences.some((d) => d.includes("missing 'meta l4proto tcp ip6 daddr != ::1")));
+    assert.ok(dual.differences.includes("ip -6 route: missing 'local ::/0 dev lo table 100'"));
+    const noV6 = await status('pod1', {}, fakeDeps({ respond: respond(false) }).deps);
+    assert.deepEqual([noV6.installed, noV6.matches, noV6.ipv6.enabled], [true, true, false]);
+    assert.match(noV6.notes.join(), /IPv6 is disabled/);
+    assert.match(formatRedirectStatus(noV6), /ipv6 {2}skipped\n {2}note: IPv6 is disabled/);
   });
 
   void it('a nonexistent netns is a typed error naming it, before anything runs', async () => {
