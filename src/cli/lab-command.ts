@@ -10,7 +10,7 @@ import { DEFAULT_LAB_NAME, DEFAULT_READY_TIMEOUT_MS, labApply, labDown, labDownA
 import { boolFlag, enumFlag, intFlag, stringFlag, type Command, type ParsedArgs } from './command.js';
 
 const SUBCOMMAND_FLAGS: Record<string, readonly string[]> = {
-  up: ['name', 'no-mesh', 'control-plane', 'state-dir', 'ready-timeout', 'quiet', 'log-format'],
+  up: ['name', 'no-mesh', 'no-control-plane', 'state-dir', 'ready-timeout', 'quiet', 'log-format'],
   apply: ['name', 'quiet', 'log-format'],
   down: ['name', 'all', 'quiet', 'log-format'],
   status: ['name', 'all', 'json'],
@@ -75,7 +75,7 @@ async function up(args: ParsedArgs): Promise<number> {
     manifests,
     name,
     mesh: !boolFlag(args, 'no-mesh'),
-    controlPlane: boolFlag(args, 'control-plane'),
+    controlPlane: !boolFlag(args, 'no-control-plane'),
     readyTimeoutMs: readyTimeoutS * 1000,
     logger: logger(args),
     ...(stateDir ? { stateDir } : {}),
@@ -155,15 +155,18 @@ export const labCommand: Command = {
     quiet: { type: 'boolean', short: 'q', help: 'up/down: print nothing but errors' },
     'log-format': { type: 'string', help: 'up/down: pretty or json', default: 'pretty' },
     json: { type: 'boolean', help: 'status: print JSON' },
-    'control-plane': { type: 'boolean', help: 'up: run ambit control-plane on the manifests; agents get xDS and certificates from it' },
+    'no-control-plane': { type: 'boolean', help: 'up: no control plane; the agents read the lab cluster file (local mode, for `lab apply`)' },
     node: { type: 'string', help: 'exec: run in this node netns instead of a pod' },
   },
   details: `Subcommands:
   up <manifests> [--name <lab>] [--no-mesh] [--state-dir <dir>]
       Build the lab from a YAML file or a directory of YAML files (Namespace,
       Node, Pod with spec.nodeName, Service, and optional ambit.dev/v1alpha1
-      LabConfig {podCIDR, serviceCIDR, nodeCIDR}); then start one agent per
-      node unless --no-mesh.
+      LabConfig {podCIDR, serviceCIDR, nodeCIDR}); then start the control
+      plane on the manifests (in the first node's netns, :15012 xDS + CA,
+      :15014 monitoring) and one agent per node, unless --no-mesh. Editing
+      the manifest folder changes the live mesh. --no-control-plane runs the
+      agents on the lab's cluster file instead (local mode).
   apply <manifests> [--name <lab>]
       Apply edited manifests to a running lab: labels (e.g. a namespace
       leaving ambient mode), services and selectors; the agents follow

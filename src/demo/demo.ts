@@ -62,12 +62,13 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     step(1, 'creating the lab: 2 nodes (network namespaces joined by a bridge), 2 pods in the ambient namespace "demo"');
     const manifests = join(dir, 'demo.yaml');
     await writeFile(manifests, DEMO_MANIFESTS);
-    step(2, 'starting one Ambit agent per node and waiting for readiness');
-    lab = await labUp({ manifests, name: opts.name, mesh: true });
+    step(2, 'starting the control plane (workload xDS + Istio CA on node-a:15012) and one Ambit agent per node');
+    lab = await labUp({ manifests, name: opts.name, mesh: true, controlPlane: true });
     const client = lab.cluster.workloads.find((w) => w.name === 'client');
     const srv = lab.cluster.workloads.find((w) => w.name === 'server');
     if (!client || !srv) throw new Error('BUG: demo manifests lack the client or server pod');
-    for (const n of lab.cluster.nodes) out(`      agent on ${n.name} (${n.ip}) ready`);
+    out(`      control plane on ${lab.cluster.nodes[0]?.ip ?? '?'}:15012 serving the manifests`);
+    for (const n of lab.cluster.nodes) out(`      agent on ${n.name} (${n.ip}) ready: workloads over delta xDS, certificates from the CA`);
     out(`      demo/client  ${client.ip} on ${client.node}  identity spiffe://${lab.cluster.trustDomain}/ns/demo/sa/client`);
     out(`      demo/server  ${srv.ip} on ${srv.node}  identity spiffe://${lab.cluster.trustDomain}/ns/demo/sa/server`);
 

@@ -41,7 +41,8 @@ describe('transparent in-pod capture between two agents', { ...requiresRoot(), .
   before(async () => {
     if (process.getuid?.() !== 0) return;
     await labDown(name);
-    lab = await labUp({ manifests: `${fixtures}agent/capture.yaml`, name, mesh: true });
+    // The full system: control plane (xDS + CA) and agents in remote mode.
+    lab = await labUp({ manifests: `${fixtures}agent/capture.yaml`, name, mesh: true, controlPlane: true });
     server = lab.spawn('mesh/server', [process.execPath, `${fixtures}agent/whoami-server.mjs`, ip('server'), '8080'], { stdio: ['ignore', 'pipe', 'pipe'] });
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error('server did not start')), 10_000);
