@@ -3,6 +3,7 @@
  * VIP or hostname, and a service's endpoints. Built once from a frozen
  * LocalClusterConfig (the xDS-fed store of a later issue keeps this interface).
  */
+import type { Authorization } from '../workload-api/types.js';
 import type { LocalClusterConfig, LocalService, LocalServicePort, LocalWorkload } from './local-config.js';
 
 export interface Endpoint {
@@ -14,6 +15,7 @@ export class ClusterState {
   readonly config: LocalClusterConfig;
   readonly #byIp = new Map<string, LocalWorkload>();
   readonly #byUid = new Map<string, LocalWorkload>();
+  readonly #policyByKey = new Map<string, Authorization>();
   readonly #svcByVip = new Map<string, LocalService>();
   readonly #svcByName = new Map<string, LocalService>();
 
@@ -23,6 +25,7 @@ export class ClusterState {
       this.#byIp.set(w.ip, w);
       this.#byUid.set(w.uid, w);
     }
+    for (const p of config.policies ?? []) this.#policyByKey.set(`${p.namespace ?? ''}/${p.name ?? ''}`, p);
     for (const s of config.services) {
       for (const vip of s.vips) this.#svcByVip.set(vip, s);
       this.#svcByName.set(s.hostname, s);
@@ -31,6 +34,23 @@ export class ClusterState {
 
   workloadByIp(ip: string): LocalWorkload | undefined {
     return this.#byIp.get(ip);
+  }
+
+  /**
+   * The policies in scope for a destination workload, as ztunnel selects
+   * them: GLOBAL ones (root namespace), its namespace's NAMESPACE ones, and
+   * the WORKLOAD_SELECTOR ones listed on the workload.
+   */
+  policiesFor(w: LocalWorkload): Authorization[] {
+    const out: Authorization[] = [];
+    for (const p of this.config.policies ?? []) {
+      if (p.scope === 'GLOBAL' || (p.scope === 'NAMESPACE' && p.namespace === w.namespace)) out.push(p);
+    }
+    for (const key of w.authorizationPolicies ?? []) {
+      const p = this.#policyByKey.get(key);
+      if (p && p.scope === 'WORKLOAD_SELECTOR') out.push(p);
+    }
+    return out;
   }
 
   workloadByUid(uid: string): LocalWorkload | undefined {

@@ -44,6 +44,7 @@ function toWorkload(w: Workload, facts: LocalFacts): LocalWorkload | undefined {
     ip,
     labels,
     tunnelProtocol: w.tunnelProtocol === 'HBONE' ? 'HBONE' : 'NONE',
+    ...(w.authorizationPolicies && w.authorizationPolicies.length > 0 ? { authorizationPolicies: [...w.authorizationPolicies] } : {}),
     ...(netns !== undefined ? { netns } : {}),
   };
 }
@@ -72,5 +73,5 @@ export function clusterConfigFromWorkloadApi(snap: WorkloadStoreSnapshot, facts:
     selector: {},
     endpoints: endpoints.get(serviceKey(s)) ?? [],
   }));
-  return { trustDomain: facts.trustDomain, clusterDomain: facts.clusterDomain, nodes: facts.nodes, workloads, services };
+  return { trustDomain: facts.trustDomain, clusterDomain: facts.clusterDomain, nodes: facts.nodes, workloads, services, policies: snap.policies };
 }

@@ -6,6 +6,7 @@
  */
 import { isIP } from 'node:net';
 import { ConfigError } from '../common/errors.js';
+import type { Authorization } from '../workload-api/types.js';
 
 export interface LocalWorkload {
   /** Stable id, `<namespace>/<name>` for lab pods. */
@@ -22,6 +23,8 @@ export interface LocalWorkload {
   readonly labels: Readonly<Record<string, string>>;
   /** HBONE (the default) when the workload is in the mesh (its namespace is ambient); NONE otherwise. */
   readonly tunnelProtocol?: 'HBONE' | 'NONE';
+  /** `namespace/name` of the WORKLOAD_SELECTOR policies that select it (from xDS). */
+  readonly authorizationPolicies?: readonly string[];
 }
 
 export interface LocalServicePort {
@@ -68,6 +71,8 @@ export interface LocalClusterConfig {
   readonly nodes: readonly LocalNode[];
   readonly workloads: readonly LocalWorkload[];
   readonly services: readonly LocalService[];
+  /** L4 authorization policies (istio.security.Authorization), from xDS. */
+  readonly policies?: readonly Authorization[];
 }
 
 type Obj = Record<string, unknown>;
