@@ -4,8 +4,16 @@ import { AmbitError } from '../common/errors.js';
 export class AgentError extends AmbitError {}
 
 export class NoHealthyUpstreamError extends AgentError {
-  constructor(readonly service: string) {
-    super('AMBIT_ERR_AGENT_NO_HEALTHY_UPSTREAM', `service ${service} has no endpoint for this port; check the service selector and pod labels`);
+  constructor(
+    readonly service: string,
+    readonly known = 0,
+  ) {
+    super(
+      'AMBIT_ERR_AGENT_NO_HEALTHY_UPSTREAM',
+      known === 0
+        ? `service ${service} has no endpoint for this port; check the service selector and pod labels`
+        : `service ${service} has ${known} endpoint(s) for this port but none is eligible (unhealthy, zero capacity or outside the strict locality preference)`,
+    );
   }
 }
 

@@ -12,6 +12,7 @@ import { HBONE_PORT } from '../hbone/settings.js';
 import type { ClusterState } from '../state/cluster-state.js';
 import type { LocalService, LocalWorkload } from '../state/local-config.js';
 import { NoHealthyUpstreamError, UnresolvableHostError } from './errors.js';
+import { eligibleEndpoints, pickWeighted } from './load-balance.js';
 
 export type OutboundRoute =
   | {
@@ -38,14 +39,18 @@ export function routeOutbound(state: ClusterState, src: LocalWorkload, host: str
       if (!w) return { kind: 'refuse', error: new UnresolvableHostError(host) };
       dst = { workload: w, ip: w.ip, port };
     } else {
-      const picked = pickEndpoint(state, service, port, random);
+      const picked = pickEndpoint(state, service, port, src, random);
       if (picked instanceof Error) return { kind: 'refuse', error: picked };
       dst = picked;
     }
   } else {
     service = state.serviceByVip(host);
+    if (service?.loadBalancing?.mode === 'PASSTHROUGH') {
+      // No balancing by the mesh: the connection goes to the address it was sent to.
+      return { kind: 'passthrough', host, port, service };
+    }
     if (service) {
-      const picked = pickEndpoint(state, service, port, random);
+      const picked = pickEndpoint(state, service, port, src, random);
       if (picked instanceof Error) return { kind: 'refuse', error: picked };
       dst = picked;
     } else {
@@ -68,11 +73,11 @@ export function routeOutbound(state: ClusterState, src: LocalWorkload, host: str
   };
 }
 
-function pickEndpoint(state: ClusterState, svc: LocalService, port: number, random: () => number): { workload: LocalWorkload; ip: string; port: number } | Error {
+function pickEndpoint(state: ClusterState, svc: LocalService, port: number, src: LocalWorkload, random: () => number): { workload: LocalWorkload; ip: string; port: number } | Error {
   const svcPort = svc.ports.find((p) => p.port === port && p.protocol === 'TCP');
   if (!svcPort) return new NoHealthyUpstreamError(`${svc.hostname}:${port}`);
-  const eps = state.endpoints(svc, svcPort);
-  if (eps.length === 0) return new NoHealthyUpstreamError(`${svc.hostname}:${port}`);
-  const ep = eps[Math.min(eps.length - 1, Math.floor(random() * eps.length))] as (typeof eps)[number];
+  const all = state.endpoints(svc, svcPort, { includeUnhealthy: true });
+  const ep = pickWeighted(eligibleEndpoints(all, src, svc.loadBalancing), random);
+  if (!ep) return new NoHealthyUpstreamError(`${svc.hostname}:${port}`, all.length);
   return { workload: ep.workload, ip: ep.workload.ip, port: ep.port };
 }

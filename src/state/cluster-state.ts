@@ -9,6 +9,7 @@ import type { LocalClusterConfig, LocalService, LocalServicePort, LocalWorkload 
 export interface Endpoint {
   readonly workload: LocalWorkload;
   readonly port: number;
+  readonly healthy: boolean;
 }
 
 export class ClusterState {
@@ -86,14 +87,16 @@ export class ClusterState {
    * has them, healthy ones only; otherwise workloads in the service's
    * namespace whose labels match the selector.
    */
-  endpoints(svc: LocalService, port: LocalServicePort): Endpoint[] {
+  endpoints(svc: LocalService, port: LocalServicePort, opts: { includeUnhealthy?: boolean } = {}): Endpoint[] {
     if (svc.endpoints) {
       const out: Endpoint[] = [];
       for (const ep of svc.endpoints) {
         const workload = this.#byUid.get(ep.uid);
-        if (!workload || !ep.healthy) continue;
+        if (!workload || (!ep.healthy && !opts.includeUnhealthy)) continue;
+        // An endpoint that lists ports but not this one does not serve it.
         const target = ep.ports[port.port];
-        out.push({ workload, port: target !== undefined && target !== 0 ? target : port.targetPort });
+        if (target === undefined && Object.keys(ep.ports).length > 0) continue;
+        out.push({ workload, port: target !== undefined && target !== 0 ? target : port.targetPort, healthy: ep.healthy });
       }
       return out;
     }
@@ -101,7 +104,7 @@ export class ClusterState {
     if (sel.length === 0) return [];
     return this.config.workloads
       .filter((w) => w.namespace === svc.namespace && sel.every(([k, v]) => w.labels[k] === v))
-      .map((workload) => ({ workload, port: port.targetPort }));
+      .map((workload) => ({ workload, port: port.targetPort, healthy: true }));
   }
 
   identityOf(w: LocalWorkload): string {

@@ -10,9 +10,9 @@
  * each pod (known to the CNI / the lab, never sent by istiod) and the nodes.
  */
 import { bytesToIp } from '../workload-api/ip.js';
-import type { Service, Workload } from '../workload-api/types.js';
+import type { LoadBalancing, Service, Workload } from '../workload-api/types.js';
 import type { WorkloadStoreSnapshot } from '../workload-api/store.js';
-import type { LocalClusterConfig, LocalEndpoint, LocalNode, LocalService, LocalWorkload } from './local-config.js';
+import type { LocalClusterConfig, LocalEndpoint, LocalityScope, LocalLoadBalancing, LocalNode, LocalService, LocalWorkload } from './local-config.js';
 
 export interface LocalFacts {
   readonly trustDomain: string;
@@ -24,6 +24,12 @@ export interface LocalFacts {
 
 function serviceKey(s: Service): string {
   return `${s.namespace ?? ''}/${s.hostname ?? ''}`;
+}
+
+function toLoadBalancing(lb: LoadBalancing): LocalLoadBalancing {
+  const scopes = (lb.routingPreference ?? []).filter((p): p is LocalityScope => p !== 'UNSPECIFIED_SCOPE');
+  const mode = lb.mode === 'STRICT' || lb.mode === 'FAILOVER' || lb.mode === 'PASSTHROUGH' ? lb.mode : 'UNSPECIFIED';
+  return { routingPreference: scopes, mode, healthPolicy: lb.healthPolicy === 'ALLOW_ALL' ? 'ALLOW_ALL' : 'ONLY_HEALTHY' };
 }
 
 function toWorkload(w: Workload, facts: LocalFacts): LocalWorkload | undefined {
@@ -44,6 +50,8 @@ function toWorkload(w: Workload, facts: LocalFacts): LocalWorkload | undefined {
     ip,
     labels,
     tunnelProtocol: w.tunnelProtocol === 'HBONE' ? 'HBONE' : 'NONE',
+    ...(w.capacity?.value !== undefined ? { capacity: w.capacity.value } : {}),
+    ...(w.locality ? { locality: { region: w.locality.region ?? '', zone: w.locality.zone ?? '', subzone: w.locality.subzone ?? '' } } : {}),
     ...(w.authorizationPolicies && w.authorizationPolicies.length > 0 ? { authorizationPolicies: [...w.authorizationPolicies] } : {}),
     ...(netns !== undefined ? { netns } : {}),
   };
@@ -72,6 +80,7 @@ export function clusterConfigFromWorkloadApi(snap: WorkloadStoreSnapshot, facts:
     ports: (s.ports ?? []).map((p) => ({ port: p.servicePort ?? 0, targetPort: p.targetPort || p.servicePort || 0, protocol: 'TCP' as const })),
     selector: {},
     endpoints: endpoints.get(serviceKey(s)) ?? [],
+    ...(s.loadBalancing ? { loadBalancing: toLoadBalancing(s.loadBalancing) } : {}),
   }));
   return { trustDomain: facts.trustDomain, clusterDomain: facts.clusterDomain, nodes: facts.nodes, workloads, services, policies: snap.policies };
 }

@@ -23,6 +23,10 @@ export interface LocalWorkload {
   readonly labels: Readonly<Record<string, string>>;
   /** HBONE (the default) when the workload is in the mesh (its namespace is ambient); NONE otherwise. */
   readonly tunnelProtocol?: 'HBONE' | 'NONE';
+  /** Relative weight for load balancing (Workload.capacity; default 1). */
+  readonly capacity?: number;
+  /** Where it runs, for locality-aware load balancing. */
+  readonly locality?: { readonly region: string; readonly zone: string; readonly subzone: string };
   /** `namespace/name` of the WORKLOAD_SELECTOR policies that select it (from xDS). */
   readonly authorizationPolicies?: readonly string[];
 }
@@ -48,6 +52,18 @@ export interface LocalService {
    * present they replace the selector.
    */
   readonly endpoints?: readonly LocalEndpoint[];
+  /** Service.load_balancing (from xDS). */
+  readonly loadBalancing?: LocalLoadBalancing;
+}
+
+export type LocalityScope = 'REGION' | 'ZONE' | 'SUBZONE' | 'NODE' | 'CLUSTER' | 'NETWORK';
+
+export interface LocalLoadBalancing {
+  /** Scopes in order of preference. */
+  readonly routingPreference: readonly LocalityScope[];
+  /** STRICT: only endpoints matching every scope; FAILOVER: the best-matching tier; PASSTHROUGH: no balancing, the original destination. */
+  readonly mode: 'UNSPECIFIED' | 'STRICT' | 'FAILOVER' | 'PASSTHROUGH';
+  readonly healthPolicy: 'ONLY_HEALTHY' | 'ALLOW_ALL';
 }
 
 export interface LocalEndpoint {
