@@ -1,13 +1,16 @@
 // `npm run bench`: installs what the benchmarks need (Debian tools as root,
 // npm dependencies), builds with tsc, then runs the compiled benchmarks one
 // after the other: the HBONE benchmark (dist/bench/hbone-bench.js), then the
-// in-pod capture benchmark with real agents (dist/bench/inpod-bench.js).
-//   npm run bench -- --quick                both, short runs
+// in-pod capture benchmark with real agents (dist/bench/inpod-bench.js),
+// then the control plane at cluster scale (dist/bench/control-plane-bench.js).
+//   npm run bench -- --quick                all, short runs
 //   npm run bench -- --only hbone --rounds 5 --seconds 5
 //   npm run bench -- --only inpod --seconds 5 --rate 500
-// With both, options go to the HBONE benchmark, except --quick (both) and
+//   npm run bench -- --only control-plane --quick
+// With all, options go to the HBONE benchmark, except --quick (all),
 // --inpod-<opt> (given to the in-pod benchmark as --<opt>, e.g. --inpod-rate
-// 1000); with --only, every option goes to the one benchmark.
+// 1000) and --cp-<opt> (to the control-plane benchmark, e.g. --cp-changes 50);
+// with --only, every option goes to the one benchmark.
 // Ctrl-C reaches the benchmark too (same process group); we wait for it to
 // remove its lab and child processes before exiting with its status, and do
 // not start the next one. The exit status is the first failure's.
@@ -28,6 +31,7 @@ if (tsc.status !== 0) {
 const BENCHES = {
   hbone: 'dist/bench/hbone-bench.js',
   inpod: 'dist/bench/inpod-bench.js',
+  'control-plane': 'dist/bench/control-plane-bench.js',
 };
 
 /** Splits `--only X` out of the arguments; the rest are routed per benchmark. */
@@ -46,23 +50,32 @@ function plan(argv) {
     console.error(`--only must be one of: ${Object.keys(BENCHES).join(', ')} (got ${only ?? 'nothing'})`);
     process.exit(64);
   }
-  // --inpod-x [value] -> --x [value] for the in-pod benchmark only.
+  // --inpod-x [value] -> --x [value] for the in-pod benchmark only;
+  // --cp-x [value] -> --x [value] for the control-plane benchmark only.
   const hbone = [];
   const inpod = [];
+  const cp = [];
+  const prefixed = [['--inpod-', inpod], ['--cp-', cp]];
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i];
-    if (a.startsWith('--inpod-')) {
-      inpod.push(`--${a.slice('--inpod-'.length)}`);
+    const hit = prefixed.find(([p]) => a.startsWith(p));
+    if (hit) {
+      const [p, target] = hit;
+      target.push(`--${a.slice(p.length)}`);
       const next = rest[i + 1];
-      if (!a.includes('=') && next !== undefined && !next.startsWith('--')) inpod.push(rest[++i]);
+      if (!a.includes('=') && next !== undefined && !next.startsWith('--')) target.push(rest[++i]);
       continue;
     }
     hbone.push(a);
-    if (a === '--quick') inpod.push(a);
+    if (a === '--quick') {
+      inpod.push(a);
+      cp.push(a);
+    }
   }
   if (only === 'hbone') return [['hbone', hbone]];
   if (only === 'inpod') return [['inpod', [...inpod.filter((a) => a !== '--quick'), ...hbone]]];
-  return [['hbone', hbone], ['inpod', inpod]];
+  if (only === 'control-plane') return [['control-plane', [...cp.filter((a) => a !== '--quick'), ...hbone]]];
+  return [['hbone', hbone], ['inpod', inpod], ['control-plane', cp]];
 }
 
 let current;

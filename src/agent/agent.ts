@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { Gauge, type Registry } from 'prom-client';
 import { systemClock, type Clock } from '../common/clock.js';
 import { ConfigError, toError } from '../common/errors.js';
-import type { Logger } from '../common/logger.js';
+import { logControlFor, type Logger } from '../common/logger.js';
 import { PodEnroller, type PodRules } from '../cni/enroller.js';
 import { applyPodSysctls } from '../cni/netns-sysctl.js';
 import { ZdsServer, type CniPodWithNetns } from '../cni/zds-server.js';
@@ -47,6 +47,7 @@ import { ControlPlaneClient } from './control-plane-client.js';
 import type { LocalFacts } from '../state/from-workload-api.js';
 import { DEFAULT_INBOUND_PLAINTEXT_PORT, DEFAULT_OUTBOUND_CAPTURE_PORT } from './config.js';
 import { createInboundServer, handlePlaintextInbound, type InboundDeps } from './inbound.js';
+import { InboundAuthz } from './inbound-authz.js';
 import { InPodManager, type EnrolledPod, type PodProxy } from './inpod-manager.js';
 import { handleCapturedOutbound, handleSocksConnection, type OutboundDeps } from './outbound.js';
 import { Telemetry } from './telemetry.js';
@@ -92,6 +93,7 @@ export class Agent {
   readonly #pool: HbonePool;
   readonly #inbound: HboneServer;
   readonly #telemetry: Telemetry;
+  readonly #authz: InboundAuthz;
   readonly #manager: InPodManager;
   #zds: AgentZdsClient | undefined;
   readonly #httpServers: Server[] = [];
@@ -122,7 +124,8 @@ export class Agent {
     this.#view = view;
     this.#secrets = new SecretManager({ source, clock: this.#w.clock, ttlSeconds: cfg.certTtlSeconds, logger: world.logger });
     this.#certs = new WorkloadCertificates(this.#secrets);
-    this.#telemetry = new Telemetry(world.registry, world.logger);
+    this.#telemetry = new Telemetry(world.registry, world.logger, { clock: this.#w.clock });
+    this.#authz = new InboundAuthz(() => view.current, world.logger);
     this.#manager = new InPodManager({
       startProxy: (pod) => this.#startProxy(pod),
       resolve: (uid) => view.current.workloadByUid(uid),
@@ -162,6 +165,7 @@ export class Agent {
       // enroller installed the rules (after the add is acked); with a CNI, rules come first.
       captured: (w) => cfg.capture && (this.#enrollment === undefined || this.#rulesInstalled.has(w.uid)),
       netnsOf,
+      authz: this.#authz,
     };
     this.#outboundDeps = {
       get state() {
@@ -176,6 +180,8 @@ export class Agent {
       netnsOf,
     };
     this.#inbound = createInboundServer(this.#inboundDeps);
+    // A policy or workload change re-decides the open inbound connections.
+    view.on('change', () => this.#authz.reevaluate());
     new Gauge({ name: 'istio_build', help: 'Istio component build info', labelNames: ['component', 'tag'], registers: [world.registry] }).set({ component: 'ztunnel', tag: 'ambit-0.1.0' }, 1);
   }
 
@@ -258,7 +264,7 @@ export class Agent {
     this.#httpServers.push(await listenHttp(readinessHandler(readiness), c.readinessPort, '0.0.0.0'));
     this.#httpServers.push(await listenHttp(metricsHandler(this.#w.registry), c.metricsPort, '0.0.0.0'));
     this.#httpServers.push(
-      await listenHttp(adminHandler({ registry: this.#w.registry, readiness, configDump: () => this.configDump(), quit: () => this.#onQuit() }), c.adminPort, '127.0.0.1'),
+      await listenHttp(adminHandler({ registry: this.#w.registry, readiness, configDump: () => this.configDump(), quit: () => this.#onQuit(), logging: logControlFor(this.#w.logger) }), c.adminPort, '127.0.0.1'),
     );
   }
 
@@ -388,6 +394,7 @@ export class Agent {
     this.#stopEnrollment();
     this.#inbound.destroy();
     this.#pool.destroy();
+    this.#telemetry.close();
     this.#secrets.close();
     for (const s of this.#httpServers) {
       s.close();

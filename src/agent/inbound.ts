@@ -19,8 +19,9 @@ import type { LocalWorkload } from '../state/local-config.js';
 import type { WorkloadCertificates } from './certs.js';
 import { ILLEGAL_TARGET_PORTS } from './config.js';
 import { dialPod, startPodDial } from './dial.js';
+import type { InboundAuthz } from './inbound-authz.js';
 import { relayTcp } from './relay.js';
-import type { ConnectionRecord, Telemetry } from './telemetry.js';
+import { socketBytes, type ConnectionRecord, type OpenConnection, type Telemetry } from './telemetry.js';
 
 export interface InboundDeps {
   state: ClusterState;
@@ -37,6 +38,8 @@ export interface InboundDeps {
   captured(w: LocalWorkload): boolean;
   /** The enrolled pod's network namespace; undefined once it left the mesh. */
   netnsOf(w: LocalWorkload): NetnsRef | undefined;
+  /** L4 authorization of inbound connections (and their re-evaluation on policy change). */
+  authz: InboundAuthz;
 }
 
 export function createInboundServer(d: InboundDeps): HboneServer {
@@ -59,7 +62,10 @@ export function createInboundServer(d: InboundDeps): HboneServer {
       clusterId: 'Kubernetes',
     };
   };
-  const started = new WeakMap<object, number>();
+  // Per tunnel: the app-side socket (its counters give live byte counts) and the telemetry handle.
+  const upstreams = new WeakMap<object, Socket>();
+  const conns = new WeakMap<object, OpenConnection>();
+  const untracks = new WeakMap<object, () => void>();
   return new HboneServer({
     logger: d.logger,
     registry: d.registry,
@@ -72,22 +78,34 @@ export function createInboundServer(d: InboundDeps): HboneServer {
       if (!w) return { kind: 'unavailable', reason: `no local workload at ${req.localAddress}` };
       if (req.authority.host !== w.ip) return { kind: 'bad_request', reason: `authority ${req.authority.host} is not this pod (${w.ip})` };
       if (ILLEGAL_TARGET_PORTS.has(req.authority.port)) return { kind: 'unavailable', reason: `port ${req.authority.port} belongs to the agent` };
+      const decision = d.authz.check(w, { srcIp: req.remoteAddress, dstIp: w.ip, dstPort: req.authority.port, peerIdentity: req.peerIdentity });
+      if (!decision.allowed) return { kind: 'deny', reason: decision.reason };
       return { kind: 'allow', host: w.ip, port: req.authority.port };
     },
     dial: (target, req): Socket => {
       const w = local(req.localAddress);
       const netns = w ? d.netnsOf(w) : undefined;
       if (!w || netns === undefined) throw new Error(`workload at ${req.localAddress} is not enrolled on this node`);
-      return startPodDial(d.native, { netns, host: target.host, port: target.port, mark: d.packetMark, ...(d.captured(w) ? { spoofSource: req.remoteAddress } : {}) });
+      const upstream = startPodDial(d.native, { netns, host: target.host, port: target.port, mark: d.packetMark, ...(d.captured(w) ? { spoofSource: req.remoteAddress } : {}) });
+      upstreams.set(req, upstream);
+      return upstream;
     },
     onTunnelOpened: (req) => {
-      started.set(req, Date.now());
-      d.telemetry.opened(record(req));
+      const upstream = upstreams.get(req);
+      const w = local(req.localAddress);
+      if (w && upstream) {
+        // Closing the app side resets the tunnel's stream (RST_STREAM) through the bridge.
+        const untrack = d.authz.track(w, { srcIp: req.remoteAddress, dstIp: w.ip, dstPort: req.authority.port, peerIdentity: req.peerIdentity }, () => upstream.destroy());
+        untracks.set(req, untrack);
+      }
+      // reporter=destination: what the app answers (read from its socket) is "sent"
+      conns.set(req, d.telemetry.opened(record(req), upstream ? socketBytes(upstream, 'sent') : undefined));
     },
     onTunnelRefused: (req, status, reason) => {
       d.telemetry.failed(record(req), status === 401 ? 'DENY' : 'CONNECT', `${status}: ${reason}`);
     },
     onTunnelClosed: (r) => {
+      untracks.get(r.request)?.();
       d.telemetry.closed(record(r.request), {
         // reporter=destination: "sent" is toward the client (upstream → stream)
         bytesSent: r.bytesBtoA,
@@ -95,7 +113,7 @@ export function createInboundServer(d: InboundDeps): HboneServer {
         durationMs: r.durationMs,
         responseFlags: '-',
         ...(r.error ? { error: r.error.message } : {}),
-      });
+      }, conns.get(r.request));
     },
   });
 }
@@ -129,6 +147,12 @@ export function handlePlaintextInbound(client: Socket, w: LocalWorkload, d: Inbo
     client.resetAndDestroy();
     return;
   }
+  const decision = d.authz.check(w, { srcIp: remote, dstIp: w.ip, dstPort: dst.port });
+  if (!decision.allowed) {
+    d.telemetry.failed(rec, 'DENY', decision.reason);
+    client.resetAndDestroy();
+    return;
+  }
   const started = Date.now();
   dialPod(d.native, { netns, host: w.ip, port: dst.port, mark: d.packetMark, ...(d.captured(w) ? { spoofSource: remote } : {}) }).then(
     async (upstream) => {
@@ -136,9 +160,14 @@ export function handlePlaintextInbound(client: Socket, w: LocalWorkload, d: Inbo
         upstream.destroy();
         return;
       }
-      d.telemetry.opened(rec);
+      const conn = d.telemetry.opened(rec, socketBytes(client, 'recv'));
+      const untrack = d.authz.track(w, { srcIp: remote, dstIp: w.ip, dstPort: dst.port }, () => {
+        client.resetAndDestroy();
+        upstream.destroy();
+      });
       const r = await relayTcp(client, upstream, d.native, d.splice);
-      d.telemetry.closed(rec, { bytesSent: r.bytesBtoA, bytesRecv: r.bytesAtoB, durationMs: Date.now() - started, responseFlags: '-', relay: r.relay, ...(r.error ? { error: r.error.message } : {}) });
+      untrack();
+      d.telemetry.closed(rec, { bytesSent: r.bytesBtoA, bytesRecv: r.bytesAtoB, durationMs: Date.now() - started, responseFlags: '-', relay: r.relay, ...(r.error ? { error: r.error.message } : {}) }, conn);
     },
     (err: Error) => {
       d.telemetry.failed(rec, 'CONNECT', err.message);

@@ -25,7 +25,7 @@ import { dialPod } from './dial.js';
 import { relayTcp } from './relay.js';
 import { routeOutbound, type OutboundRoute } from './route.js';
 import { encodeReply, METHOD_NO_AUTH, METHOD_NONE_ACCEPTABLE, parseGreeting, parseRequest, SocksReply, SOCKS_VERSION } from './socks5.js';
-import type { ConnectionRecord, Telemetry } from './telemetry.js';
+import { socketBytes, type ConnectionRecord, type Telemetry } from './telemetry.js';
 
 export interface OutboundDeps {
   state: ClusterState;
@@ -170,8 +170,10 @@ async function forwardOutbound(client: Socket, src: LocalWorkload, host: string,
     upstream.destroy();
     return;
   }
-  d.telemetry.opened(rec);
+  const conn = d.telemetry.opened(rec);
   entry.accepted();
+  // counted from here, after the SOCKS reply: what the client sends is "sent" (reporter=source)
+  conn.trackBytes(socketBytes(client, 'sent'));
   if (early.length > 0) upstream.write(early);
   let result: BridgeResult & { relay: 'splice' | 'copy' | 'hbone' };
   if ('rstCode' in upstream) {
@@ -187,7 +189,7 @@ async function forwardOutbound(client: Socket, src: LocalWorkload, host: string,
     responseFlags: '-',
     relay: result.relay,
     ...(result.error ? { error: result.error.message } : {}),
-  });
+  }, conn);
 }
 
 function openHbone(client: Socket, src: LocalWorkload, route: Extract<OutboundRoute, { kind: 'hbone' }>, d: OutboundDeps): Promise<ClientHttp2Stream> {
