@@ -114,4 +114,19 @@ describe('agent restart with overlap', { ...requiresRoot(), ...requiresTool('cur
       }
     });
   }
+
+  test('rolling restart under load: 50 clients open new connections in a loop while node-a agent is replaced, and none fails', async (t) => {
+    assertPrivileged(t);
+    const storm = lab.exec('mesh/client', [process.execPath, `${fixtures}agent/conn-storm.mjs`, ip('server'), '8080', '50', '6000'], { timeoutMs: 60_000 });
+    await new Promise((r) => setTimeout(r, 1_500));
+    const restart = await labRestartAgent(name, 'node-a', { extraArgs: ['--admin-port', '16200', '--metrics-port', '16220', '--readiness-port', '16221'] });
+    const how = await restart.oldExited;
+    const out = await storm;
+    assert.equal(out.code, 0, out.stderr);
+    const r = JSON.parse(out.stdout) as { ok: number; failed: number; errors: Record<string, number> };
+    t.diagnostic(`50 clients over 6 s: ${r.ok} connections ok, ${r.failed} failed ${JSON.stringify(r.errors)}; old agent ${how}`);
+    assert.equal(r.failed, 0, `failed connections: ${JSON.stringify(r.errors)}`);
+    assert.ok(r.ok > 200, `enough connections were made (${r.ok})`);
+    assert.equal(how, 'terminated', 'the old agent drained and exited by itself');
+  });
 });
