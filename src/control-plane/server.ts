@@ -121,13 +121,14 @@ export class ControlPlane {
   async #start(): Promise<void> {
     const c = this.#cfg;
     if (c.labCluster) this.#lab = parseLocalClusterConfig(JSON.parse(readFileSync(c.labCluster, 'utf8')) as unknown, c.labCluster);
-    this.store.on('change', () => this.#retranslate());
     if (c.manifests) {
       this.#manifests = new ManifestSource({ dir: c.manifests, store: this.store, logger: this.#w.logger, ...(c.debounceMs !== undefined ? { debounceMs: c.debounceMs } : {}) });
       await this.#manifests.start({ watch: true });
     }
     if (this.#w.attachSources) this.#extra = await this.#w.attachSources(this.store);
+    // One translation for the initial load (not one per file), then one per burst of changes.
     this.#retranslate();
+    this.store.on('change', () => this.#scheduleRetranslate());
 
     const ca = await LocalCa.openOrCreate(c.caDir, { trustDomain: c.trustDomain, allowRsaCsr: true });
     this.#ca = ca;
@@ -172,6 +173,17 @@ export class ControlPlane {
     const key = await generateWorkloadKey();
     const res = await ca.sign({ csrPem: await createCsr(key, id), identity: id, ttlSeconds: 365 * 24 * 3600 });
     return { key: key.privateKeyPem, chain: res.certChainPem.join('') };
+  }
+
+  #retranslateTimer: NodeJS.Timeout | undefined;
+
+  /** Coalesces the store changes of one burst (several files, a rename) into one translation. */
+  #scheduleRetranslate(): void {
+    if (this.#retranslateTimer) return;
+    this.#retranslateTimer = setTimeout(() => {
+      this.#retranslateTimer = undefined;
+      this.#retranslate();
+    }, 10);
   }
 
   #retranslate(): void {
@@ -254,6 +266,7 @@ export class ControlPlane {
   }
 
   async close(): Promise<void> {
+    if (this.#retranslateTimer) clearTimeout(this.#retranslateTimer);
     this.#manifests?.close();
     await this.#extra?.close();
     this.xds.close();
