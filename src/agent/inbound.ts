@@ -11,6 +11,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../common/logger.js';
 import type { Registry } from 'prom-client';
+import type { TraceParent } from '../hbone/headers.js';
 import { HboneServer } from '../hbone/server.js';
 import type { NativeBinding, NetnsRef } from '../native/binding.js';
 import { originalDst } from '../native/sockets.js';
@@ -47,7 +48,7 @@ export function createInboundServer(d: InboundDeps): HboneServer {
     const w = d.state.workloadByIp(ip.replace(/^::ffff:/, ''));
     return w && w.node === d.node ? w : undefined;
   };
-  const record = (req: { peerIdentity: string; remoteAddress: string; remotePort: number; localAddress: string; authority: { host: string; port: number } }): ConnectionRecord => {
+  const record = (req: { peerIdentity: string; remoteAddress: string; remotePort: number; localAddress: string; authority: { host: string; port: number }; traceparent?: TraceParent }): ConnectionRecord => {
     const src = d.state.workloadByIp(req.remoteAddress.replace(/^::ffff:/, ''));
     const dst = local(req.localAddress);
     return {
@@ -60,6 +61,7 @@ export function createInboundServer(d: InboundDeps): HboneServer {
       ...(dst ? { dstWorkload: dst, dstIdentity: d.state.identityOf(dst) } : {}),
       mtls: true,
       clusterId: 'Kubernetes',
+      ...(req.traceparent ? { traceparent: `00-${req.traceparent.traceId}-${req.traceparent.parentId}-${req.traceparent.flags}` } : {}),
     };
   };
   // Per tunnel: the app-side socket (its counters give live byte counts) and the telemetry handle.

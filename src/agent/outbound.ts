@@ -149,7 +149,8 @@ export function handleCapturedOutbound(client: Socket, src: LocalWorkload, d: Ou
 
 async function forwardOutbound(client: Socket, src: LocalWorkload, host: string, port: number, early: Buffer, d: OutboundDeps, entry: OutboundEntry): Promise<void> {
   const route = routeOutbound(d.state, src, host, port);
-  const rec = recordFor(client, src, route, d, host, port);
+  const traceparent = route.kind === 'hbone' ? newTraceParent() : undefined;
+  const rec = { ...recordFor(client, src, route, d, host, port), ...(traceparent ? { traceparent } : {}) };
   if (route.kind === 'refuse') {
     d.telemetry.failed(rec, 'NO_HEALTHY_UPSTREAM', route.error.message);
     entry.refused(SocksReply.HostUnreachable);
@@ -158,7 +159,7 @@ async function forwardOutbound(client: Socket, src: LocalWorkload, host: string,
   const started = Date.now();
   let upstream: ClientHttp2Stream | Socket;
   try {
-    upstream = route.kind === 'hbone' ? await openHbone(client, src, route, d) : await openPassthrough(src, route.host, route.port, d);
+    upstream = route.kind === 'hbone' ? await openHbone(client, src, route, d, traceparent ?? newTraceParent()) : await openPassthrough(src, route.host, route.port, d);
   } catch (e) {
     const err = toError(e);
     const { reply, flag } = classify(err);
@@ -192,14 +193,14 @@ async function forwardOutbound(client: Socket, src: LocalWorkload, host: string,
   }, conn);
 }
 
-function openHbone(client: Socket, src: LocalWorkload, route: Extract<OutboundRoute, { kind: 'hbone' }>, d: OutboundDeps): Promise<ClientHttp2Stream> {
+function openHbone(client: Socket, src: LocalWorkload, route: Extract<OutboundRoute, { kind: 'hbone' }>, d: OutboundDeps, traceparent: string): Promise<ClientHttp2Stream> {
   return d.pool.openTunnel(
     { srcIdentity: d.state.identityOf(src), dstIdentities: [route.dstIdentity], dstHost: route.hboneHost, dstPort: route.hbonePort, srcIp: src.ip },
     route.authority,
     {
       forwarded: formatForwarded(src.ip, client.remotePort ?? 0, route.service?.hostname),
       baggage: formatBaggage({ cluster: 'Kubernetes', namespace: src.namespace, workloadKind: 'pod', workloadName: src.name, canonicalService: src.labels.app ?? src.name }),
-      traceparent: newTraceParent(),
+      traceparent,
     },
   );
 }

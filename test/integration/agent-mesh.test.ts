@@ -108,6 +108,10 @@ describe('two agents tunnel TCP over HBONE between lab nodes', requiresRoot(), (
     assert.equal(last['dst.addr'], `${ip('server-b')}:15008`);
     assert.equal(last['src.identity'], 'spiffe://cluster.local/ns/demo/sa/client');
     assert.equal(last['dst.identity'], 'spiffe://cluster.local/ns/demo/sa/echo');
+    // The same traceparent is logged on both ends, so one connection can be followed across nodes.
+    assert.match(String(last.traceparent), /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/);
+    const logB = await readFile(`${lab.stateDir}/agent-node-b.log`, 'utf8');
+    assert.ok(logB.includes(`"traceparent":"${String(last.traceparent)}"`), 'the destination agent logged the same traceparent');
   });
 
   test('a service name resolves to an endpoint and the service port maps to targetPort', async (t) => {
