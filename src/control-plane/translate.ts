@@ -260,6 +260,14 @@ export function translate(snap: ResourceSnapshot, options: Partial<TranslateOpti
     slicesBySvc.set(k, [...(slicesBySvc.get(k) ?? []), s]);
   }
   const byUid = new Map(candidates.map((c) => [c.uid, c]));
+  // Candidates by namespace (pods and workload entries known so far).
+  const byNamespace = new Map<string, Candidate[]>();
+  for (const c of candidates) {
+    let l = byNamespace.get(c.namespace);
+    if (!l) byNamespace.set(c.namespace, (l = []));
+    l.push(c);
+  }
+  const candidatesIn = (ns: string): readonly Candidate[] => byNamespace.get(ns) ?? [];
   for (const svc of snap.list<ServiceSpec>('Service')) {
     if (svc.spec.type === 'ExternalName') continue;
     const hostname = svcHost(svc.name, svc.namespace);
@@ -313,7 +321,8 @@ export function translate(snap: ResourceSnapshot, options: Partial<TranslateOpti
       }
     } else if (svc.spec.selector) {
       const sel = svc.spec.selector;
-      for (const c of candidates) {
+      // Only the service's namespace can match: indexed, so services x pods stays linear at scale.
+      for (const c of candidatesIn(svc.namespace)) {
         if (c.namespace !== svc.namespace || !matches(sel, c.labels) || c.uid.includes('/ServiceEntry/')) continue;
         const ports = tcpPorts.flatMap((sp) => {
           const t = c.resolvePort(sp.targetPort);
@@ -412,10 +421,18 @@ export function translate(snap: ResourceSnapshot, options: Partial<TranslateOpti
   };
 
   // Per-workload policy lists, then emit workloads.
+  const policiesByNs = new Map<string, typeof selectorPolicies>();
+  for (const p of selectorPolicies) {
+    let l = policiesByNs.get(p.namespace);
+    if (!l) policiesByNs.set(p.namespace, (l = []));
+    l.push(p);
+  }
+  const rootPolicies = policiesByNs.get(o.rootNamespace) ?? [];
   for (const c of candidates) {
     const list = c.workload.authorizationPolicies as string[];
-    for (const p of selectorPolicies) {
-      if ((p.namespace === c.namespace || p.namespace === o.rootNamespace) && matches(p.selector, c.labels)) list.push(p.key);
+    const inScope = c.namespace === o.rootNamespace ? rootPolicies : [...(policiesByNs.get(c.namespace) ?? []), ...rootPolicies];
+    for (const p of inScope) {
+      if (matches(p.selector, c.labels)) list.push(p.key);
     }
     list.push(...peerAuthFor(c));
     if (list.includes(staticStrictKey) && !out.authorizations.has(staticStrictKey)) {
