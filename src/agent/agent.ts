@@ -47,6 +47,7 @@ import { ControlPlaneClient } from './control-plane-client.js';
 import type { LocalFacts } from '../state/from-workload-api.js';
 import { DEFAULT_INBOUND_PLAINTEXT_PORT, DEFAULT_OUTBOUND_CAPTURE_PORT } from './config.js';
 import { createInboundServer, handlePlaintextInbound, type InboundDeps } from './inbound.js';
+import { AgentMetrics } from './agent-metrics.js';
 import { InboundAuthz } from './inbound-authz.js';
 import { InPodManager, type EnrolledPod, type PodProxy } from './inpod-manager.js';
 import { handleCapturedOutbound, handleSocksConnection, type OutboundDeps } from './outbound.js';
@@ -94,6 +95,7 @@ export class Agent {
   readonly #inbound: HboneServer;
   readonly #telemetry: Telemetry;
   readonly #authz: InboundAuthz;
+  readonly #metrics: AgentMetrics;
   readonly #manager: InPodManager;
   #zds: AgentZdsClient | undefined;
   readonly #httpServers: Server[] = [];
@@ -126,6 +128,7 @@ export class Agent {
     this.#certs = new WorkloadCertificates(this.#secrets);
     this.#telemetry = new Telemetry(world.registry, world.logger, { clock: this.#w.clock });
     this.#authz = new InboundAuthz(() => view.current, world.logger);
+    this.#metrics = new AgentMetrics(world.registry, { pods: () => this.#manager.dump(), certificates: () => this.#secrets.dump() });
     this.#manager = new InPodManager({
       startProxy: (pod) => this.#startProxy(pod),
       resolve: (uid) => view.current.workloadByUid(uid),
@@ -228,6 +231,7 @@ export class Agent {
       facts,
       view,
       logger: world.logger,
+      registry: world.registry,
       ...(world.clock ? { clock: world.clock } : {}),
     });
     const agent = new Agent(cfg, view, world, world.certificateSource ?? client.ca);
@@ -313,8 +317,10 @@ export class Agent {
       await listen('0.0.0.0', DEFAULT_OUTBOUND_CAPTURE_PORT, (s) => handleCapturedOutbound(s, current(), this.#outboundDeps));
       await listen('0.0.0.0', DEFAULT_INBOUND_PLAINTEXT_PORT, (s) => handlePlaintextInbound(s, current(), this.#inboundDeps));
       this.#log.info({ workload: `${w.namespace}/${w.name}`, ip: w.ip, identity: this.#view.current.identityOf(w).toString(), captured: this.#cfg.capture }, 'workload proxy started');
+      this.#metrics.proxiesStarted.inc();
       return {
         close: () => {
+          this.#metrics.proxiesStopped.inc();
           for (const s of opened) s.close();
           this.#log.info({ workload: `${w.namespace}/${w.name}`, ip: w.ip }, 'workload proxy stopped');
         },

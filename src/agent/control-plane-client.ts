@@ -22,7 +22,8 @@ import { ClusterState } from '../state/cluster-state.js';
 import { clusterConfigFromWorkloadApi, type LocalFacts } from '../state/from-workload-api.js';
 import { WorkloadStore } from '../workload-api/store.js';
 import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL } from '../workload-api/types.js';
-import { DeltaXdsClient } from '../xds/delta-client.js';
+import { DeltaXdsClient, type XdsTypeUpdate } from '../xds/delta-client.js';
+import { Counter, type Registry } from 'prom-client';
 import { buildNode } from '../xds/node.js';
 import type { ClusterView } from './cluster-view.js';
 
@@ -40,6 +41,8 @@ export interface ControlPlaneClientOptions {
   readonly view: ClusterView;
   readonly logger: Logger;
   readonly clock?: Clock;
+  /** Where istio_xds_* counters are registered. */
+  readonly registry?: Registry;
 }
 
 function credentials(rootCertFile: string, expected: string): grpc.ChannelCredentials {
@@ -62,14 +65,34 @@ export class ControlPlaneClient {
     const log = o.logger.child({ component: 'control-plane-client' });
     const token = (): string => readFileSync(o.tokenFile, 'utf8').trim();
     const creds = credentials(o.rootCertFile, o.controlPlaneIdentity);
+    const registers = o.registry ? [o.registry] : [];
+    const terminations = new Counter({ name: 'istio_xds_connection_terminations_total', help: 'xDS streams that ended, by reason', labelNames: ['reason'], registers });
+    const messages = new Counter({ name: 'istio_xds_message_total', help: 'xDS resources received, by type URL', labelNames: ['url'], registers });
+    const messageBytes = new Counter({ name: 'istio_xds_message_bytes_total', help: 'Bytes of xDS resources received, by type URL', labelNames: ['url'], registers });
+    const count = (url: string, u: XdsTypeUpdate): void => {
+      messages.inc({ url }, u.upserts.length);
+      messageBytes.inc({ url }, u.upserts.reduce((n, r) => n + r.body.length, 0));
+    };
     this.xds = new DeltaXdsClient({
       address: o.xdsAddress,
       credentials: creds,
       node: buildNode({ instanceIp: o.nodeIp, podName: `ztunnel-${o.node}`, podNamespace: 'istio-system', nodeName: o.node, cluster: o.clusterId }),
       metadata: () => ({ authorization: `Bearer ${token()}`, clusterid: o.clusterId }),
       handlers: [
-        { typeUrl: ADDRESS_TYPE_URL, apply: (u) => this.store.applyAddresses({ upserts: u.upserts.map((r) => ({ name: r.name, resource: r.body })), removals: u.removals }) },
-        { typeUrl: AUTHORIZATION_TYPE_URL, apply: (u) => this.store.applyAuthorizations({ upserts: u.upserts.map((r) => ({ name: r.name, resource: r.body })), removals: u.removals }) },
+        {
+          typeUrl: ADDRESS_TYPE_URL,
+          apply: (u) => {
+            count(ADDRESS_TYPE_URL, u);
+            return this.store.applyAddresses({ upserts: u.upserts.map((r) => ({ name: r.name, resource: r.body })), removals: u.removals });
+          },
+        },
+        {
+          typeUrl: AUTHORIZATION_TYPE_URL,
+          apply: (u) => {
+            count(AUTHORIZATION_TYPE_URL, u);
+            return this.store.applyAuthorizations({ upserts: u.upserts.map((r) => ({ name: r.name, resource: r.body })), removals: u.removals });
+          },
+        },
       ],
       logger: o.logger,
       ...(o.clock ? { clock: o.clock } : {}),
@@ -84,6 +107,7 @@ export class ControlPlaneClient {
         o.view.replace(new ClusterState(clusterConfigFromWorkloadApi(this.store.snapshot(), o.facts)));
       });
     });
+    this.xds.on('disconnected', (err?: Error) => terminations.inc({ reason: err ? 'ConnectionError' : 'Complete' }));
     this.xds.on('synced', () => {
       if (!this.#synced) log.info({ ...this.store.counts }, 'first xds sync complete');
       this.#synced = true;

@@ -105,6 +105,10 @@ describe('control plane driving a live lab', { ...requiresRoot(), ...requiresToo
     assert.equal(await mtls(), before + 2);
     const dump = JSON.stringify(await httpJson('node-a', 'http://127.0.0.1:15000/config_dump'));
     assert.match(dump, /Kubernetes\/\/Pod\/mesh\/server/, 'workloads carry istiod-style uids from xDS');
+    const m = (await lab.exec({ node: 'node-a' }, ['curl', '-sS', 'http://127.0.0.1:15020/metrics'])).stdout;
+    assert.match(m, /^workload_manager_active_proxy_count 1$/m, 'in-pod gauge: one enrolled pod on node-a');
+    assert.match(m, /^istio_xds_message_total\{url="type.googleapis.com\/istio.workload.Address"\} [1-9]/m, 'xDS messages counted');
+    assert.match(m, /^ambit_certificate_expiry_timestamp_seconds\{identity="spiffe:\/\/cluster.local\/ns\/mesh\/sa\/client"\} \d+/m, 'certificate expiry exported');
   });
 
   test('a namespace that becomes ambient is tunnelled to within 1 s of the edit', async (t) => {
