@@ -2,14 +2,17 @@
 // npm dependencies), builds with tsc, then runs the compiled benchmarks one
 // after the other: the HBONE benchmark (dist/bench/hbone-bench.js), then the
 // in-pod capture benchmark with real agents (dist/bench/inpod-bench.js),
-// then the control plane at cluster scale (dist/bench/control-plane-bench.js).
+// then the control plane at cluster scale (dist/bench/control-plane-bench.js),
+// then the node agent's own cost (dist/bench/agent-bench.js).
 //   npm run bench -- --quick                all, short runs
 //   npm run bench -- --only hbone --rounds 5 --seconds 5
 //   npm run bench -- --only inpod --seconds 5 --rate 500
 //   npm run bench -- --only control-plane --quick
+//   npm run bench -- --only agent --quick --lab bl1234
 // With all, options go to the HBONE benchmark, except --quick (all),
 // --inpod-<opt> (given to the in-pod benchmark as --<opt>, e.g. --inpod-rate
-// 1000) and --cp-<opt> (to the control-plane benchmark, e.g. --cp-changes 50);
+// 1000), --cp-<opt> (to the control-plane benchmark, e.g. --cp-changes 50)
+// and --agent-<opt> (to the agent benchmark, e.g. --agent-rates 500,1000);
 // with --only, every option goes to the one benchmark.
 // Ctrl-C reaches the benchmark too (same process group); we wait for it to
 // remove its lab and child processes before exiting with its status, and do
@@ -32,6 +35,7 @@ const BENCHES = {
   hbone: 'dist/bench/hbone-bench.js',
   inpod: 'dist/bench/inpod-bench.js',
   'control-plane': 'dist/bench/control-plane-bench.js',
+  agent: 'dist/bench/agent-bench.js',
 };
 
 /** Splits `--only X` out of the arguments; the rest are routed per benchmark. */
@@ -51,11 +55,13 @@ function plan(argv) {
     process.exit(64);
   }
   // --inpod-x [value] -> --x [value] for the in-pod benchmark only;
-  // --cp-x [value] -> --x [value] for the control-plane benchmark only.
+  // --cp-x [value] -> --x [value] for the control-plane benchmark only;
+  // --agent-x [value] -> --x [value] for the agent benchmark only.
   const hbone = [];
   const inpod = [];
   const cp = [];
-  const prefixed = [['--inpod-', inpod], ['--cp-', cp]];
+  const agent = [];
+  const prefixed = [['--inpod-', inpod], ['--cp-', cp], ['--agent-', agent]];
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i];
     const hit = prefixed.find(([p]) => a.startsWith(p));
@@ -70,12 +76,14 @@ function plan(argv) {
     if (a === '--quick') {
       inpod.push(a);
       cp.push(a);
+      agent.push(a);
     }
   }
   if (only === 'hbone') return [['hbone', hbone]];
   if (only === 'inpod') return [['inpod', [...inpod.filter((a) => a !== '--quick'), ...hbone]]];
   if (only === 'control-plane') return [['control-plane', [...cp.filter((a) => a !== '--quick'), ...hbone]]];
-  return [['hbone', hbone], ['inpod', inpod], ['control-plane', cp]];
+  if (only === 'agent') return [['agent', [...agent.filter((a) => a !== '--quick'), ...hbone]]];
+  return [['hbone', hbone], ['inpod', inpod], ['control-plane', cp], ['agent', agent]];
 }
 
 let current;
