@@ -17,6 +17,7 @@ export class ClusterState {
   readonly #byIp = new Map<string, LocalWorkload>();
   readonly #byUid = new Map<string, LocalWorkload>();
   readonly #policyByKey = new Map<string, Authorization>();
+  readonly #policiesByUid = new Map<string, Authorization[]>();
   readonly #svcByVip = new Map<string, LocalService>();
   readonly #svcByName = new Map<string, LocalService>();
 
@@ -43,6 +44,9 @@ export class ClusterState {
    * the WORKLOAD_SELECTOR ones listed on the workload.
    */
   policiesFor(w: LocalWorkload): Authorization[] {
+    // The view is immutable, so the scope of a workload is computed once per view.
+    const cached = this.#policiesByUid.get(w.uid);
+    if (cached) return cached;
     const out: Authorization[] = [];
     for (const p of this.config.policies ?? []) {
       if (p.scope === 'GLOBAL' || (p.scope === 'NAMESPACE' && p.namespace === w.namespace)) out.push(p);
@@ -51,6 +55,7 @@ export class ClusterState {
       const p = this.#policyByKey.get(key);
       if (p && p.scope === 'WORKLOAD_SELECTOR') out.push(p);
     }
+    this.#policiesByUid.set(w.uid, out);
     return out;
   }
 
