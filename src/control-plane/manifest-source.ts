@@ -29,6 +29,10 @@ import { isObj, type ConfigIssue } from './validation.js';
 
 export const YAML_FILE = /\.ya?ml$/i;
 export const DEFAULT_DEBOUNCE_MS = 100;
+/** YAML aliases expanded per document; more is a billion-laughs bomb and the document is refused (SECURITY.md, Limits). */
+export const MAX_YAML_ALIAS_COUNT = 100;
+/** A manifest file larger than this (in UTF-16 code units, about bytes) is refused unread. */
+export const MAX_MANIFEST_FILE_CHARS = 16 * 1024 * 1024;
 
 export interface ParsedManifest {
   readonly resources: Resource[];
@@ -40,6 +44,10 @@ export interface ParsedManifest {
 /** Parses one file's text. Never throws. */
 export function parseManifestText(file: string, text: string): ParsedManifest {
   const out: ParsedManifest = { resources: [], issues: [], ignored: [] };
+  if (text.length > MAX_MANIFEST_FILE_CHARS) {
+    out.issues.push({ file, kind: '', namespace: '', name: '', field: '', message: `is ${text.length} characters, over the ${MAX_MANIFEST_FILE_CHARS} limit; split it into smaller files` });
+    return out;
+  }
   let docs;
   try {
     docs = parseAllDocuments(text);
@@ -57,7 +65,7 @@ export function parseManifestText(file: string, text: string): ParsedManifest {
     }
     let js: unknown;
     try {
-      js = d.toJS();
+      js = d.toJS({ maxAliasCount: MAX_YAML_ALIAS_COUNT });
     } catch (err) {
       out.issues.push({ file, kind: '', namespace: '', name: '', field: where, message: `cannot be read: ${(err as Error).message}` });
       return;

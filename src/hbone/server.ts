@@ -61,7 +61,10 @@ export interface HboneServerOptions {
   logger: Logger;
   registry?: Registry;
   clock?: Clock;
+  /** TLS handshake, and then the client's HTTP/2 preface + SETTINGS, must each arrive within this. */
   handshakeTimeoutMs?: number;
+  /** A session with no open stream and no traffic for this long is closed (DEFAULT_SERVER_IDLE_TIMEOUT_MS). */
+  idleTimeoutMs?: number;
   upstreamConnectTimeoutMs?: number;
   maxConcurrentStreams?: number;
   /** Called when a tunnel got its 200 and starts carrying bytes. */
@@ -74,6 +77,8 @@ export interface HboneServerOptions {
 
 type RefusalReason =
   | 'handshake_timeout'
+  | 'idle_timeout'
+  | 'session_error'
   | 'tls_error'
   | 'no_identity'
   | 'alpn'
@@ -210,8 +215,29 @@ export class HboneServer {
       maxSessionMemory: S.DEFAULT_MAX_SESSION_MEMORY_MB,
     });
     this.#sessions.add(session);
-    session.once('close', () => this.#sessions.delete(session));
-    session.on('error', (err: Error) => this.#log.debug({ remote, err: err.message }, 'hbone session error'));
+    // The client's preface and SETTINGS are part of the handshake: a peer that
+    // completes TLS and then stays silent must not hold the connection forever.
+    const prefaceTimer = this.#clock.setTimeout(() => {
+      this.#refuse('handshake_timeout', { remote, stage: 'http2 preface' });
+      session.destroy();
+    }, this.#opts.handshakeTimeoutMs ?? S.DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS);
+    session.once('remoteSettings', () => prefaceTimer.cancel());
+    // Idle sessions (no open stream, no traffic) are closed. This also reaps a
+    // session nghttp2 stopped reading after it sent a GOAWAY for a protocol
+    // error (e.g. an undecodable header block), which Node reports no event for.
+    let openStreams = 0;
+    session.setTimeout(this.#opts.idleTimeoutMs ?? S.DEFAULT_SERVER_IDLE_TIMEOUT_MS, () => {
+      if (openStreams > 0) return;
+      this.#refuse('idle_timeout', { remote });
+      session.destroy();
+    });
+    session.once('close', () => {
+      prefaceTimer.cancel();
+      this.#sessions.delete(session);
+    });
+    session.on('error', (err: Error) => {
+      this.#refuse('session_error', { remote, err: err.message });
+    });
     session.once('connect', () => {
       try {
         session.setLocalWindowSize(S.DEFAULT_CONNECTION_WINDOW_BYTES);
@@ -220,6 +246,8 @@ export class HboneServer {
       }
     });
     session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      openStreams++;
+      stream.once('close', () => openStreams--);
       this.#onStream(stream, headers, tls, peerIdentity).catch((err: unknown) => {
         this.#log.error({ err }, 'BUG: unexpected error handling hbone stream');
         stream.close(h2c.NGHTTP2_INTERNAL_ERROR);

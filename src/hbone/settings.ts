@@ -18,6 +18,14 @@ export const DEFAULT_PING_INTERVAL_MS = 10_000;
 export const DEFAULT_PING_TIMEOUT_MS = 20_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+/**
+ * Server side: a connection with no open stream and no stream traffic for
+ * this long is closed. PINGs do not count as traffic (Node's session timer),
+ * so this is twice the pool's idle release: our clients drop an unused
+ * connection first, and only abandoned sessions (a silent peer, or one
+ * nghttp2 stopped reading after a GOAWAY for a protocol error) hit it.
+ */
+export const DEFAULT_SERVER_IDLE_TIMEOUT_MS = 2 * DEFAULT_POOL_IDLE_RELEASE_MS;
 /** nghttp2's per-session memory cap, in MB; the default (10) is below one full connection window. */
 export const DEFAULT_MAX_SESSION_MEMORY_MB = 64;
 
