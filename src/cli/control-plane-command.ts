@@ -2,6 +2,7 @@
 import { ConfigError } from '../common/errors.js';
 import { createLogger, LOG_LEVELS } from '../common/logger.js';
 import { createRegistry } from '../common/metrics.js';
+import { kubeAuthClientFromConfig, KubeTokenReviewAuthenticator } from '../ca/kube-token-authenticator.js';
 import { NodeTokenAuthenticator } from '../ca/node-token-authenticator.js';
 import { KubeSource, kubeInformerFactory, loadKubeConfig } from '../control-plane/kube-source.js';
 import { ControlPlane, type ControlPlaneConfig } from '../control-plane/server.js';
@@ -32,7 +33,10 @@ async function serve(args: ParsedArgs): Promise<number> {
   const inCluster = boolFlag(args, 'in-cluster');
   if (!manifests && !kubeconfig && !inCluster) throw new ConfigError('ambit control-plane: give --manifests <dir>, --kubeconfig <file> or --in-cluster');
   const tokens = stringFlag(args, 'node-tokens');
-  if (!tokens) throw new ConfigError('ambit control-plane: --node-tokens <file> is required: it authenticates the agents that ask the CA for certificates');
+  const tokenReview = stringFlag(args, 'token-review');
+  if (!tokens && !tokenReview) throw new ConfigError('ambit control-plane: give --node-tokens <file> or --token-review <ns/sa,...>: they authenticate the agents that ask the CA for certificates');
+  if (tokens && tokenReview) throw new ConfigError('ambit control-plane: use either --node-tokens or --token-review');
+  if (tokenReview && !kubeconfig && !inCluster) throw new ConfigError('ambit control-plane: --token-review needs the Kubernetes API (--kubeconfig or --in-cluster)');
   const plaintext = stringFlag(args, 'plaintext-port');
   const cfg: ControlPlaneConfig = Object.freeze({
     ...(manifests ? { manifests } : {}),
@@ -47,7 +51,9 @@ async function serve(args: ParsedArgs): Promise<number> {
   });
   const logger = createLogger({ level: enumFlag(args, 'log-level', LOG_LEVELS, 'info'), format: enumFlag(args, 'log-format', ['json', 'pretty'] as const, 'json'), base: { component: 'control-plane' } });
   const registry = createRegistry({ processMetrics: true });
-  const caAuthenticator = await NodeTokenAuthenticator.fromFile({ file: tokens, logger });
+  const caAuthenticator = tokenReview
+    ? new KubeTokenReviewAuthenticator({ client: kubeAuthClientFromConfig(loadKubeConfig(kubeconfig)), trustedServiceAccounts: tokenReview.split(',').map((x) => x.trim()).filter(Boolean), logger })
+    : await NodeTokenAuthenticator.fromFile({ file: tokens as string, logger });
   const cp = await ControlPlane.start(cfg, {
     logger,
     registry,
@@ -89,7 +95,8 @@ export const controlPlaneCommand: Command = {
     kubeconfig: { type: 'string', help: 'read resources from the Kubernetes API with this kubeconfig' },
     'in-cluster': { type: 'boolean', help: 'read resources from the Kubernetes API with the in-cluster service account' },
     'lab-cluster': { type: 'string', help: "the lab's cluster file: pod IPs, nodes, netns and service IPs the manifests leave out" },
-    'node-tokens': { type: 'string', help: 'file of "<token> <node>" lines: which node an agent token belongs to (CA authentication)' },
+    'node-tokens': { type: 'string', help: 'file of "<token> <node>" lines: which node an agent token belongs to (CA authentication, manifest mode)' },
+    'token-review': { type: 'string', help: 'Kubernetes mode: authenticate agents with TokenReview (audience istio-ca); comma-separated <namespace>/<service-account> of the node agents' },
     'ca-dir': { type: 'string', help: 'mesh root key and certificate (created if absent)', default: '/var/run/ambit/ca' },
     'trust-domain': { type: 'string', help: 'SPIFFE trust domain', default: 'cluster.local' },
     'cluster-domain': { type: 'string', help: 'DNS suffix of services', default: 'cluster.local' },

@@ -68,3 +68,10 @@ export class CniServerClosedError extends CniError {
     super('AMBIT_ERR_CNI_SERVER_CLOSED', `zds server ${what}; create a new ZdsServer`);
   }
 }
+
+/** The plugin could not be added to (or removed from) the node's CNI configuration. */
+export class CniConfigInstallError extends CniError {
+  constructor(reason: string, options?: { cause?: unknown }) {
+    super('AMBIT_ERR_CNI_CONFIG_INSTALL', `cannot install ambit-cni into the CNI configuration: ${reason}`, options);
+  }
+}
