@@ -106,6 +106,8 @@ export class Agent {
   #ready = false;
   #closed = false;
   #destroyed = false;
+  /** Connections accepted on the pods' listeners and not yet closed (some are not "opened" yet). */
+  #accepted = 0;
   #onQuit: () => void = () => undefined;
 
   private constructor(cfg: AgentConfig, view: ClusterView, world: AgentWorld, source: CertificateSource) {
@@ -311,7 +313,11 @@ export class Agent {
       const listen = async (address: string, port: number, onConnection: (s: Socket) => void): Promise<void> => {
         const server = await listenInNetns(this.#w.native, { netns: pod.netnsFd, address, port, reusePort: true, server: { allowHalfOpen: true, noDelay: true } });
         opened.push(server);
-        server.on('connection', onConnection);
+        server.on('connection', (sock: Socket) => {
+          this.#accepted++;
+          sock.once('close', () => this.#accepted--);
+          onConnection(sock);
+        });
       };
       await listen('127.0.0.1', this.#cfg.socks5Port, (s) => handleSocksConnection(s, current(), this.#outboundDeps));
       await listen('0.0.0.0', DEFAULT_OUTBOUND_CAPTURE_PORT, (s) => handleCapturedOutbound(s, current(), this.#outboundDeps));
@@ -378,8 +384,9 @@ export class Agent {
     if (this.#closed) return;
     this.#closed = true;
     this.#stopEnrollment();
-    this.#pool.close();
-    this.#log.info({ active: this.#telemetry.active }, 'draining: listeners closed, waiting for open connections');
+    // The pool stays open while draining: a connection accepted just before the listeners closed
+    // still needs its tunnel (closing the pool here reset it).
+    this.#log.info({ active: this.#telemetry.active, accepted: this.#accepted }, 'draining: listeners closed, waiting for open connections');
     const drained = Promise.all([this.#inbound.close(), this.#connectionsDone()]);
     const deadline = new Promise<'deadline'>((r) => setTimeout(() => r('deadline'), this.#cfg.drainDeadlineMs).unref());
     if ((await Promise.race([drained.then(() => 'drained' as const), deadline])) === 'deadline') {
@@ -390,7 +397,7 @@ export class Agent {
 
   /** Resolves when every relayed connection (inbound, outbound, passthrough) has closed. */
   async #connectionsDone(): Promise<void> {
-    while (this.#telemetry.active > 0 && !this.#destroyed) await new Promise((r) => setTimeout(r, 100));
+    while ((this.#telemetry.active > 0 || this.#accepted > 0) && !this.#destroyed) await new Promise((r) => setTimeout(r, 100));
   }
 
   /** Immediate: drop everything. */
