@@ -9,6 +9,7 @@ import { Agent } from 'node:http';
 import { promisify } from 'node:util';
 import { describe, test } from 'node:test';
 import { backend, closeBackends, counterSum, httpGet, simpleConfig, startWaypoint } from '../fixtures/waypoint/harness.js';
+import { requiresTool } from '../helpers/privileged.js';
 
 describe('waypoint routing', () => {
   test('90/10 weighted split over 2,000 requests, and end-user: jason always goes to v2', async () => {
@@ -104,19 +105,13 @@ describe('waypoint routing', () => {
 });
 
 describe('waypoint with curl and extra routing features', () => {
-  test('curl over HTTP/1.1 and h2c prior knowledge', async (t) => {
+  test('curl over HTTP/1.1 and h2c prior knowledge', requiresTool('curl'), async () => {
     const b = await backend('b');
     const h = await startWaypoint(simpleConfig([{ name: 'c', ports: [b.port] }], { responseHeaders: { set: { 'x-route': 'default' } } }));
     try {
       const run = promisify(execFile);
       for (const flag of ['--http1.1', '--http2-prior-knowledge']) {
-        let out: string;
-        try {
-          ({ stdout: out } = await run('curl', ['-sS', '-i', flag, '-H', 'host: reviews.default.svc.cluster.local', `http://127.0.0.1:${h.port}/curl`], { timeout: 10_000 }));
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return t.skip('curl not installed');
-          throw err;
-        }
+        const { stdout: out } = await run('curl', ['-sS', '-i', flag, '-H', 'host: reviews.default.svc.cluster.local', `http://127.0.0.1:${h.port}/curl`], { timeout: 10_000 });
         assert.match(out, /^HTTP\/(1\.1|2) 200/);
         assert.match(out, /x-route: default/i);
         assert.match(out, /"backend":"b"/);
