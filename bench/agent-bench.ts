@@ -44,11 +44,11 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { labDown, labStatus, labUp, type LabHandle, type LabTarget } from '../src/lab/index.js';
+import { labDown, labUp, type LabHandle, type LabTarget } from '../src/lab/index.js';
 import { runAuthzMicro, AUTHZ_CONNECTIONS, type AuthzMicroRow } from './lib/authz-micro.js';
 import { policyYaml } from './lib/authz-policies.js';
 import type { StormArgs, StormResult } from './lib/agent-storm.js';
-import { fmt, Harness, machineInfo, num, pad, waitListening, workload, writeResults } from './lib/harness.js';
+import { fmt, Harness, labAgents, machineInfo, num, pad, waitListening, workload, writeResults } from './lib/harness.js';
 import type { LoadArgs, LoadResult } from './lib/inpod-http.js';
 import { cpuSeconds } from './lib/proc.js';
 import { median, percentile, round } from './lib/stats.js';
@@ -380,15 +380,7 @@ async function main(): Promise<void> {
     harness.onCleanup('remove lab', () => labDown(LAB));
     log(`starting lab '${LAB}' with the control plane and one agent per node`);
     const lab = await labUp({ manifests: dir, name: LAB, mesh: true, controlPlane: true });
-    const status = await labStatus(LAB);
-    const pids: Record<string, number> = {};
-    const logFiles: Record<string, string> = {};
-    for (const n of status.nodes) {
-      if (!n.agent) continue;
-      pids[n.name] = n.agent.pid;
-      logFiles[n.name] = n.agent.logFile;
-    }
-    for (const n of NODES) if (pids[n] === undefined) throw new Error(`lab '${LAB}' has no agent pid for ${n}`);
+    const { pids, logFiles } = await labAgents(LAB, NODES);
     const ip = {
       client: workload(lab, 'mesh', 'client').ip,
       server: workload(lab, 'mesh', 'server').ip,

@@ -39,8 +39,8 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { defaultSpawnAgent } from '../src/lab/agents.js';
-import { labDown, labStatus, labUp, type LabHandle, type SpawnAgent } from '../src/lab/index.js';
-import { fmt, Harness, machineInfo, writeResults, num, pad, version, waitListening, workload } from './lib/harness.js';
+import { labDown, labUp, type LabHandle, type SpawnAgent } from '../src/lab/index.js';
+import { fmt, Harness, labAgents, machineInfo, writeResults, num, pad, version, waitListening, workload } from './lib/harness.js';
 import type { LoadArgs, LoadResult } from './lib/inpod-http.js';
 import type { LocalWorkload } from '../src/state/local-config.js';
 import { cpuSeconds } from './lib/proc.js';
@@ -335,15 +335,7 @@ async function startLab(splice: SpliceMode, servers: ReadonlyArray<(typeof POD)[
     legacy: workload(lab, POD.legacy.namespace, POD.legacy.pod),
     legacyB: workload(lab, POD.legacyB.namespace, POD.legacyB.pod),
   };
-  const status = await labStatus(LAB);
-  const pids: Record<string, number> = {};
-  const logFiles: Record<string, string> = {};
-  for (const n of status.nodes) {
-    if (!n.agent) continue;
-    pids[n.name] = n.agent.pid;
-    logFiles[n.name] = n.agent.logFile;
-  }
-  for (const n of NODES) if (pids[n] === undefined) throw new Error(`lab '${LAB}' has no agent pid for ${n}`);
+  const { pids, logFiles } = await labAgents(LAB, NODES);
   log(`lab up: agents ${NODES.map((n) => `${n} pid ${pids[n]}`).join(', ')}; client ${ips.client.ip}, server ${ips.server.ip}, legacy ${ips.legacy.ip}, legacy-b ${ips.legacyB.ip}`);
 
   // Servers in the destination pods: iperf3 and the 1 KiB HTTP server.

@@ -9,7 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { LabHandle, LabTarget } from '../../src/lab/lab.js';
+import { labStatus, type LabHandle, type LabTarget } from '../../src/lab/lab.js';
 import type { LocalWorkload } from '../../src/state/local-config.js';
 import { stopChild } from './endpoint.js';
 
@@ -112,6 +112,19 @@ export async function waitListening(lab: LabHandle, target: LabTarget, port: num
     await sleep(100);
   }
   throw new Error(`nothing listens on port ${port} after ${timeoutMs} ms: ${tool.output()}`);
+}
+
+/** The pid and log file of each node's agent in a running lab; throws when one of `nodes` has none. */
+export async function labAgents(lab: string, nodes: readonly string[]): Promise<{ pids: Record<string, number>; logFiles: Record<string, string> }> {
+  const pids: Record<string, number> = {};
+  const logFiles: Record<string, string> = {};
+  for (const n of (await labStatus(lab)).nodes) {
+    if (!n.agent) continue;
+    pids[n.name] = n.agent.pid;
+    logFiles[n.name] = n.agent.logFile;
+  }
+  for (const n of nodes) if (pids[n] === undefined) throw new Error(`lab '${lab}' has no agent pid for ${n}`);
+  return { pids, logFiles };
 }
 
 export function workload(lab: LabHandle, namespace: string, pod: string): LocalWorkload {

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { labDown, labUp, type LabHandle } from '../../src/lab/lab.js';
 import { assertPrivileged, requiresRoot } from '../helpers/privileged.js';
+import { startInPod } from '../helpers/pod-process.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const fixtures = `${root}test/fixtures/`;
@@ -35,16 +36,8 @@ async function transfer(host: string, port: number, bytes: number): Promise<Tran
 }
 
 async function startServer(pod: string, ip: string, port: number): Promise<void> {
-  const child = lab.spawn(`demo/${pod}`, [process.execPath, `${fixtures}agent/digest-echo-server.mjs`, ip, String(port), pod], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = await startInPod(lab, `demo/${pod}`, [process.execPath, `${fixtures}agent/digest-echo-server.mjs`, ip, String(port), pod]);
   servers.push(child);
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${pod} server did not start`)), 10_000);
-    child.stdout?.once('data', () => {
-      clearTimeout(t);
-      resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`${pod} server exited ${code}`)));
-  });
 }
 
 async function metrics(node: string): Promise<string> {

@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { labDown, labRestartAgent, labUp, type LabHandle } from '../../src/lab/lab.js';
 import { assertPrivileged, requiresRoot, requiresTool } from '../helpers/privileged.js';
+import { startInPod } from '../helpers/pod-process.js';
 
 const fixtures = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
 const name = `rs${randomBytes(2).toString('hex')}`;
@@ -62,14 +63,7 @@ describe('agent restart with overlap', { ...requiresRoot(), ...requiresTool('cur
     if (process.getuid?.() !== 0) return;
     await labDown(name);
     lab = await labUp({ manifests: `${fixtures}agent/capture.yaml`, name, mesh: true });
-    server = lab.spawn('mesh/server', [process.execPath, `${fixtures}agent/whoami-server.mjs`, ip('server'), '8080'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('server did not start')), 10_000);
-      server?.stdout?.once('data', () => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
+    server = await startInPod(lab, 'mesh/server', [process.execPath, `${fixtures}agent/whoami-server.mjs`, ip('server'), '8080']);
   });
 
   after(async () => {

@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { labDown, labUp, type LabHandle } from '../../src/lab/lab.js';
 import { assertPrivileged, requiresRoot } from '../helpers/privileged.js';
+import { startInPod } from '../helpers/pod-process.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const fixtures = `${root}test/fixtures/`;
@@ -169,16 +170,8 @@ describe('Istio telemetry and operator commands with real agents', requiresRoot(
   before(async () => {
     if (process.getuid?.() !== 0) return;
     lab = await labUp({ manifests: `${fixtures}lab/two-nodes.yaml`, name, mesh: true });
-    const server = lab.spawn('demo/server-b', [process.execPath, `${fixtures}agent/digest-echo-server.mjs`, ip('server-b'), '8080', 'server-b'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const server = await startInPod(lab, 'demo/server-b', [process.execPath, `${fixtures}agent/digest-echo-server.mjs`, ip('server-b'), '8080', 'server-b']);
     children.push(server);
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('server-b did not start')), 10_000);
-      server.stdout?.once('data', () => {
-        clearTimeout(t);
-        resolve();
-      });
-      server.once('exit', (code) => reject(new Error(`server-b exited ${code}`)));
-    });
   });
 
   after(async () => {

@@ -17,6 +17,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { labDown, labUp, type LabHandle } from '../../src/lab/lab.js';
 import { assertPrivileged, requiresRoot, requiresTool } from '../helpers/privileged.js';
+import { startInPod } from '../helpers/pod-process.js';
 
 const fixtures = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
 const name = `az${randomBytes(2).toString('hex')}`;
@@ -70,15 +71,8 @@ describe('L4 authorization in a live lab', { ...requiresRoot(), ...requiresTool(
     await labDown(name);
     lab = await labUp({ manifests: dir, name, mesh: true, controlPlane: true });
     for (const port of [8080, 9090]) {
-      const p = lab.spawn('mesh/server', [process.execPath, `${fixtures}agent/whoami-server.mjs`, ip('server'), String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = await startInPod(lab, 'mesh/server', [process.execPath, `${fixtures}agent/whoami-server.mjs`, ip('server'), String(port)]);
       servers.push(p);
-      await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error('server did not start')), 10_000);
-        p.stdout?.once('data', () => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
     }
   });
 

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { labDown, labRestartAgent, labStatus, labUp, type LabHandle } from '../../src/lab/lab.js';
 import { assertPrivileged, requiresRoot, requiresTool } from '../helpers/privileged.js';
 import { Tally } from '../security/lib/tally.js';
+import { startInPod } from '../helpers/pod-process.js';
 
 const fixtures = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
 const streamScript = fileURLToPath(new URL('../../../test/chaos/stream.mjs', import.meta.url));
@@ -65,14 +66,7 @@ describe('agent SIGKILL mid-transfer', { ...requiresRoot(), ...requiresTool('tcp
   before(async () => {
     if (process.getuid?.() !== 0) return;
     lab = await labUp({ manifests: `${fixtures}agent/capture.yaml`, name, mesh: true });
-    server = lab.spawn('mesh/server', [process.execPath, streamScript, 'serve', ip('server'), String(PORT), String(TOTAL), '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('stream server did not start')), 10_000);
-      server?.stdout?.once('data', () => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
+    server = await startInPod(lab, 'mesh/server', [process.execPath, streamScript, 'serve', ip('server'), String(PORT), String(TOTAL), '2']);
   });
 
   after(async () => {

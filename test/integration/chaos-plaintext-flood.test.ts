@@ -16,6 +16,7 @@ import { DEFAULT_STREAM_WINDOW_BYTES } from '../../src/hbone/settings.js';
 import { labDown, labStatus, labUp, type LabHandle } from '../../src/lab/lab.js';
 import { assertPrivileged, requiresRoot } from '../helpers/privileged.js';
 import { Tally } from '../security/lib/tally.js';
+import { startInPod } from '../helpers/pod-process.js';
 
 const fixtures = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
 const streamScript = fileURLToPath(new URL('../../../test/chaos/stream.mjs', import.meta.url));
@@ -60,14 +61,7 @@ describe('connection floods and never-reading clients on 15001 and 15006', requi
   before(async () => {
     if (process.getuid?.() !== 0) return;
     lab = await labUp({ manifests: `${fixtures}agent/capture.yaml`, name, mesh: true });
-    server = lab.spawn('mesh/server', [process.execPath, streamScript, 'serve', ip('server'), String(PORT), String(ASK), '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('stream server did not start')), 10_000);
-      server?.stdout?.once('data', () => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
+    server = await startInPod(lab, 'mesh/server', [process.execPath, streamScript, 'serve', ip('server'), String(PORT), String(ASK), '0']);
   });
 
   after(async () => {

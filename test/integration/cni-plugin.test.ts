@@ -34,6 +34,7 @@ import { status as redirectStatus } from '../../src/redirect/installer.js';
 import { ClusterState } from '../../src/state/cluster-state.js';
 import { checkCniError, checkCniSuccess } from '../fixtures/cni/cni-schema.js';
 import { assertPrivileged, requiresRoot, requiresTool } from '../helpers/privileged.js';
+import { startInPod } from '../helpers/pod-process.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
 const fixtures = join(repo, 'test/fixtures/');
@@ -152,12 +153,8 @@ describe('ambit-cni and the node component on a lab node', { ...requiresRoot(), 
     dir = mkdtempSync(join(tmpdir(), 'ambit-cni-'));
     writeFileSync(join(dir, 'pods.yaml'), readFileSync(join(fixtures, 'cni/mesh.yaml')));
     lab = await labUp({ manifests: join(fixtures, 'cni/mesh.yaml'), name, mesh: false, stateDir: join(dir, 'lab') });
-    const server = L().spawn({ namespace: 'mesh', pod: 'server' }, [process.execPath, join(fixtures, 'agent/whoami-server.mjs'), podIp('server'), '8080'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const server = await startInPod(L(), { namespace: 'mesh', pod: 'server' }, [process.execPath, join(fixtures, 'agent/whoami-server.mjs'), podIp('server'), '8080']);
     children.push(server);
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('server did not start')), 10_000);
-      server.stdout?.once('data', () => (clearTimeout(t), resolve()));
-    });
     component = await startComponent();
     const port = 20000 + Math.floor(Math.random() * 20000);
     const cfg: AgentConfig = {

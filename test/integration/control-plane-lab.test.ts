@@ -21,6 +21,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { labDown, labStartControlPlane, labStopControlPlane, labUp, type LabHandle } from '../../src/lab/lab.js';
 import { assertPrivileged, requiresRoot, requiresTool } from '../helpers/privileged.js';
+import { startInPod } from '../helpers/pod-process.js';
 
 const fixtures = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
 const name = `xd${randomBytes(2).toString('hex')}`;
@@ -78,15 +79,8 @@ describe('control plane driving a live lab', { ...requiresRoot(), ...requiresToo
     await labDown(name);
     lab = await labUp({ manifests: dir, name, mesh: true, controlPlane: true });
     for (const pod of ['mesh/server', 'late/newcomer']) {
-      const p = lab.spawn(pod, [process.execPath, `${fixtures}agent/whoami-server.mjs`, ip(pod.split('/')[1] as string), '8080'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = await startInPod(lab, pod, [process.execPath, `${fixtures}agent/whoami-server.mjs`, ip(pod.split('/')[1] as string), '8080']);
       servers.push(p);
-      await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`${pod} server did not start`)), 10_000);
-        p.stdout?.once('data', () => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
     }
   });
 

@@ -16,6 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { labDown, labUp, type LabHandle } from '../../src/lab/lab.js';
 import { assertPrivileged, requiresRoot } from '../helpers/privileged.js';
+import { startInPod } from '../helpers/pod-process.js';
 
 const fixtures = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
 const name = `lb${randomBytes(2).toString('hex')}`;
@@ -65,15 +66,8 @@ describe('service load balancing in a live lab', requiresRoot(), () => {
       ['backends/w2', 'w2'],
       ['backends/w3', 'w3'],
     ] as const) {
-      const p = lab.spawn(pod, [process.execPath, `${fixtures}agent/name-server.mjs`, ip(label), '8080', label], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = await startInPod(lab, pod, [process.execPath, `${fixtures}agent/name-server.mjs`, ip(label), '8080', label]);
       servers.push(p);
-      await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`${pod} server did not start`)), 10_000);
-        p.stdout?.once('data', () => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
     }
   });
 

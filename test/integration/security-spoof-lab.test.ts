@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { labDown, labUp, type LabHandle } from '../../src/lab/lab.js';
 import { assertPrivileged, requiresRoot, requiresTool } from '../helpers/privileged.js';
 import { Tally } from '../security/lib/tally.js';
+import { startInPod } from '../helpers/pod-process.js';
 
 const fixtures = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
 const name = `sc${randomBytes(3).toString('hex')}`;
@@ -52,14 +53,7 @@ describe('source IP spoofing against identity-based policy', { ...requiresRoot()
     dir = mkdtempSync(join(tmpdir(), 'ambit-spoof-lab-'));
     cpSync(`${fixtures}authz-lab`, dir, { recursive: true });
     lab = await labUp({ manifests: dir, name, mesh: true, controlPlane: true });
-    server = lab.spawn('mesh/server', [process.execPath, `${fixtures}agent/whoami-server.mjs`, ip('server'), '8080'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('server did not start')), 10_000);
-      server?.stdout?.once('data', () => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
+    server = await startInPod(lab, 'mesh/server', [process.execPath, `${fixtures}agent/whoami-server.mjs`, ip('server'), '8080']);
     const policy = `apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: only-client\n  namespace: mesh\nspec:\n  selector: { matchLabels: { app: server } }\n  action: ALLOW\n  rules:\n    - from:\n        - source:\n            principals: ["cluster.local/ns/mesh/sa/client"]\n`;
     const tmp = join(dir, '.policy.tmp');
     writeFileSync(tmp, policy);
