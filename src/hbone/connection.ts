@@ -220,7 +220,7 @@ export class HboneConnection extends EventEmitter {
     const session = this.#session;
     if (!session || this.#state === 'closed') {
       this.release();
-      return Promise.reject(new HboneConnectionClosedError(this.address, 'connection is closed'));
+      return Promise.reject(new HboneConnectionClosedError(this.address, 'connection is closed', true));
     }
     return new Promise((resolve, reject) => {
       let stream: ClientHttp2Stream;
@@ -228,7 +228,7 @@ export class HboneConnection extends EventEmitter {
         stream = session.request({ ...headers, ':method': 'CONNECT', ':authority': authority }, { endStream: false });
       } catch (err) {
         this.release();
-        reject(new HboneConnectionClosedError(this.address, (err as Error).message));
+        reject(new HboneConnectionClosedError(this.address, (err as Error).message, true));
         return;
       }
       let answered = false;

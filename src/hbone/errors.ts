@@ -63,7 +63,8 @@ export class HbonePingTimeoutError extends HboneError {
 }
 
 export class HboneConnectionClosedError extends HboneError {
-  constructor(readonly address: string, reason: string) {
+  /** `unsent`: the CONNECT never left this side, so trying another connection is safe. */
+  constructor(readonly address: string, reason: string, readonly unsent = false) {
     super('AMBIT_ERR_HBONE_CONNECTION_CLOSED', `hbone connection to ${address} closed: ${reason}`);
   }
 }

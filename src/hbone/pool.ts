@@ -17,15 +17,18 @@
  * 5. A connection with no streams for `idleReleaseMs` (default 5 min) is closed.
  * 6. A failed connect rejects every caller waiting on it with the same typed
  *    error; the next caller tries again (no negative caching).
+ * 7. A CONNECT the peer provably never processed (RST_STREAM REFUSED_STREAM,
+ *    as a draining peer answers after its GOAWAY, or never sent at all) is
+ *    retried once; any other failure goes back to the caller.
  */
-import type { ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
+import { constants as h2constants, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
 import type { Socket } from 'node:net';
 import { Gauge, type Registry } from 'prom-client';
 import { systemClock, type Clock, type Timer } from '../common/clock.js';
 import type { Logger } from '../common/logger.js';
 import { formatAuthority } from './authority.js';
 import { HboneConnection } from './connection.js';
-import { HbonePoolClosedError } from './errors.js';
+import { HboneConnectionClosedError, HbonePoolClosedError, HboneStreamResetError } from './errors.js';
 import * as S from './settings.js';
 import type { TlsIdentity } from './tls-identity.js';
 
@@ -67,6 +70,10 @@ export function poolKeyString(k: PoolKey): string {
   return [k.srcIdentity, [...k.dstIdentities].sort().join(','), formatAuthority(k.dstHost, k.dstPort), k.srcIp ?? ''].join('|');
 }
 
+function neverProcessed(err: unknown): boolean {
+  return (err instanceof HboneStreamResetError && err.rstCode === h2constants.NGHTTP2_REFUSED_STREAM) || (err instanceof HboneConnectionClosedError && err.unsent);
+}
+
 export class HbonePool {
   readonly #opts: HbonePoolOptions;
   readonly #clock: Clock;
@@ -97,7 +104,16 @@ export class HbonePool {
   /** Opens a tunnel (a CONNECT stream answered 200) to `authority` through a pooled connection. */
   async openTunnel(key: PoolKey, authority: string, headers: OutgoingHttpHeaders = {}): Promise<ClientHttp2Stream> {
     const conn = await this.#acquire(key);
-    return conn.openStream(authority, headers);
+    try {
+      return await conn.openStream(authority, headers);
+    } catch (err) {
+      // A CONNECT the peer never processed (refused by a GOAWAY from a draining agent, or
+      // never sent because the connection had just closed) is safe to try once more: the
+      // failed connection no longer takes streams, so the retry goes to a fresh one.
+      if (!neverProcessed(err)) throw err;
+      this.#log.debug({ authority, err: (err as Error).message }, 'connect was not processed; retrying on another connection');
+      return (await this.#acquire(key)).openStream(authority, headers);
+    }
   }
 
   /** Number of open (not closed) connections, for one key or all. */
