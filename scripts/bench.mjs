@@ -21,7 +21,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ensureNodeModules, ensureSystemPackages, root } from './ensure.mjs';
 
-ensureSystemPackages({ tools: ['ip', 'iperf3', 'nghttpx', 'tinyproxy', 'nft'], pythonH2: false });
+ensureSystemPackages({ tools: ['ip', 'iperf3', 'nghttpx', 'tinyproxy', 'nft', 'h2load', 'nginx', 'stunnel4'], pythonH2: false });
 ensureNodeModules();
 
 console.log('== type check and build (tsc)');
@@ -36,6 +36,7 @@ const BENCHES = {
   inpod: 'dist/bench/inpod-bench.js',
   'control-plane': 'dist/bench/control-plane-bench.js',
   agent: 'dist/bench/agent-bench.js',
+  l7: 'dist/bench/l7-bench.js',
 };
 
 /** Splits `--only X` out of the arguments; the rest are routed per benchmark. */
@@ -61,7 +62,8 @@ function plan(argv) {
   const inpod = [];
   const cp = [];
   const agent = [];
-  const prefixed = [['--inpod-', inpod], ['--cp-', cp], ['--agent-', agent]];
+  const l7 = [];
+  const prefixed = [['--inpod-', inpod], ['--cp-', cp], ['--agent-', agent], ['--l7-', l7]];
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i];
     const hit = prefixed.find(([p]) => a.startsWith(p));
@@ -77,13 +79,15 @@ function plan(argv) {
       inpod.push(a);
       cp.push(a);
       agent.push(a);
+      l7.push(a);
     }
   }
   if (only === 'hbone') return [['hbone', hbone]];
   if (only === 'inpod') return [['inpod', [...inpod.filter((a) => a !== '--quick'), ...hbone]]];
   if (only === 'control-plane') return [['control-plane', [...cp.filter((a) => a !== '--quick'), ...hbone]]];
   if (only === 'agent') return [['agent', [...agent.filter((a) => a !== '--quick'), ...hbone]]];
-  return [['hbone', hbone], ['inpod', inpod], ['control-plane', cp], ['agent', agent]];
+  if (only === 'l7') return [['l7', [...l7.filter((a) => a !== '--quick'), ...hbone]]];
+  return [['hbone', hbone], ['inpod', inpod], ['control-plane', cp], ['agent', agent], ['l7', l7]];
 }
 
 let current;

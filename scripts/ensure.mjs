@@ -3,7 +3,7 @@
 // npm dependencies (only when node_modules is missing or older than the lockfile),
 // then builds. Uses only Node built-ins so it works before `npm ci`.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -19,6 +19,10 @@ const TOOLS = {
   curl: 'curl',
   tcpdump: 'tcpdump',
   python3: 'python3',
+  h2load: 'nghttp2-client',
+  nginx: 'nginx-light',
+  stunnel4: 'stunnel4',
+  chromium: 'chromium',
 };
 
 function has(cmd) {
@@ -40,7 +44,15 @@ export function ensureSystemPackages({ tools = Object.keys(TOOLS), pythonH2 = tr
   console.error(`installing Debian packages: ${missing.join(' ')}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { stdio: 'inherit', env });
+  // Packages such as nginx must not start a host service: the benchmarks run them inside lab pods.
+  const policy = '/usr/sbin/policy-rc.d';
+  const ownPolicy = !existsSync(policy);
+  if (ownPolicy) writeFileSync(policy, '#!/bin/sh\nexit 101\n', { mode: 0o755 });
+  try {
+    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { stdio: 'inherit', env });
+  } finally {
+    if (ownPolicy) rmSync(policy, { force: true });
+  }
 }
 
 export function ensureNodeModules() {
