@@ -13,7 +13,7 @@
  * process are removed at the end, on failure and on Ctrl-C.
  *
  * Options: --rounds N (3), --seconds S per sample (3), --warmup S (1),
- * --setup-seconds S (2), --chunk-kib K (256), --no-peer, --no-iperf, --quick.
+ * --setup-seconds S (2), --chunk-kib K (256), --no-peer, --no-iperf, --quick, --lab NAME (bench).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -34,7 +34,6 @@ import { cpuSeconds } from './lib/proc.js';
 import type { ClientConfig, CountResult, LoadStarted, LoadStopped, Path, ServerConfig, SetupResult } from './lib/protocol.js';
 import { median, percentile, round } from './lib/stats.js';
 
-const LAB = 'bench';
 const NS = 'bench';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const FIXTURE = join(ROOT, 'test/fixtures/bench/two-pods.yaml');
@@ -57,8 +56,12 @@ const { values: opt } = parseArgs({
     'no-peer': { type: 'boolean' },
     'no-iperf': { type: 'boolean' },
     quick: { type: 'boolean' },
+    lab: { type: 'string' },
   },
 });
+
+/** The lab's name (--lab, default 'bench'): only this lab is removed and built. */
+const LAB = typeof opt.lab === 'string' && opt.lab !== '' ? opt.lab : 'bench';
 
 const quick = opt.quick === true;
 const params = {
@@ -72,6 +75,8 @@ const params = {
   streams: [1, 8],
   chunkBytes: Math.round(num(opt['chunk-kib'], 256, 'chunk-kib') * 1024),
   ports: PORTS,
+  quick,
+  lab: LAB,
 };
 
 const harness = new Harness('benchmark');
@@ -250,7 +255,7 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   const log = (msg: string): void => console.error(`[bench ${((performance.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
 
-  // The lab: only the one named 'bench' is touched, first any leftover of an earlier run.
+  // The lab: only the one named LAB is touched, first any leftover of an earlier run.
   await labDown(LAB);
   onCleanup('remove lab', () => labDown(LAB));
   const lab = await labUp({ manifests: FIXTURE, name: LAB, mesh: false });

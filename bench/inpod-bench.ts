@@ -5,15 +5,23 @@
  * Builds the lab 'bench-inpod' (test/fixtures/bench/inpod.yaml, mesh: true:
  * one `ambit agent` per node, in-pod redirection in the ambient pods) and
  * measures, with unmodified programs in the pods:
- *   - iperf3 throughput, 1 and 4 streams, on three paths:
+ *   - iperf3 throughput, 1 and 8 streams, on four paths:
  *       mesh     mesh/client -> mesh/server   (captured on both sides: pod ->
  *                agent node-a -> HBONE -> agent node-b -> pod)
  *       inbound  outside/legacy -> mesh/server (plaintext, captured only on
  *                the server side, agent node-b on 15006)
  *       direct   outside/legacy -> outside/legacy-b (no capture; same nodes)
+ *       stunnel  the peer: outside/legacy -> stunnel4 client on the pod's
+ *                loopback -> mTLS, one TLS connection per TCP connection ->
+ *                stunnel4 server in outside/legacy-b -> the app (same nodes)
  *   - request/response latency (1 KiB POST, 1 KiB answer) at a fixed rate,
  *     a new TCP connection per request and with keep-alive, on the same paths
- *     (bench/lib/inpod-http.ts runs in the pods);
+ *     (bench/lib/inpod-http.ts runs in the pods); keep-alive at 500, 1,000
+ *     and 2,000/s (open loop), with each proxy's CPU seconds per 1,000 requests;
+ *   - saturation: h2load --h1 -c 16 (keep-alive, as fast as the path answers);
+ *   - new connections per second (bench/lib/agent-storm.ts, closed loop);
+ *   - memory per 1,000 idle tunnelled connections (bench/lib/idle-conns.ts):
+ *     the proxies' RSS with the connections open minus before;
  *   - each agent's CPU seconds and RSS around every measurement (/proc), and
  *     node-b's connection counters (what the agent actually captured);
  *   - passthrough: iperf3 1 and 4 streams from mesh/client to outside/legacy-b
@@ -26,13 +34,19 @@
  * removed at the end, on failure and on Ctrl-C.
  *
  * Options: --seconds S (5) per iperf3 run and per latency run, --rate N
- * requests/s (500), --warmup S (0.5, latency only, not recorded), --quick
+ * requests/s (500, the new-connection latency), --rates a,b,c (500,1000,2000,
+ * keep-alive latency), --warmup S (0.5, latency only, not recorded), --quick
  * (2 s runs), --lab NAME (bench-inpod), --no-passthrough (skip that section
  * and the second lab), --pt-rounds N (passthrough rounds per lab; 3, --quick
- * 1). Unknown options (meant for the HBONE part) are ignored.
+ * 1), --no-stunnel, --idle-count N (1000), --storm-concurrency N (32),
+ * --sat-clients N (16), --scenarios a,b (any of throughput, latency, rates,
+ * saturation, connections, idle, passthrough; default all), --profile-dir DIR
+ * (agents started with --cpu-prof --cpu-prof-dir DIR and stopped with SIGTERM
+ * before the lab is removed, so the profiles are written). Unknown options
+ * (meant for the HBONE part) are ignored.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -40,17 +54,28 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { defaultSpawnAgent } from '../src/lab/agents.js';
 import { labDown, labUp, type LabHandle, type SpawnAgent } from '../src/lab/index.js';
-import { fmt, Harness, labAgents, machineInfo, writeResults, num, pad, version, waitListening, workload } from './lib/harness.js';
+import { fmt, Harness, has, labAgents, machineInfo, writeResults, num, pad, version, waitListening, workload } from './lib/harness.js';
 import type { LoadArgs, LoadResult } from './lib/inpod-http.js';
 import type { LocalWorkload } from '../src/state/local-config.js';
 import { cpuSeconds } from './lib/proc.js';
+import { issueFromCaDir } from './lib/certs.js';
+import { planStunnel } from './lib/stunnel.js';
+import { h2loadArgv, parseH2load, type H2loadResult } from './lib/h2load.js';
+import type { IdleArgs, IdleOpened } from './lib/idle-conns.js';
+import type { StormArgs, StormResult } from './lib/agent-storm.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { median, percentile, round } from './lib/stats.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const FIXTURE = join(ROOT, 'test/fixtures/bench/inpod.yaml');
 const RESULTS = join(ROOT, 'bench/results');
 const HTTP_JS = fileURLToPath(new URL('./lib/inpod-http.js', import.meta.url));
-const PORTS = { iperf: 5201, http: 8080, metrics: 15020 } as const;
+const IDLE_JS = fileURLToPath(new URL('./lib/idle-conns.js', import.meta.url));
+const STORM_JS = fileURLToPath(new URL('./lib/agent-storm.js', import.meta.url));
+const PORTS = { iperf: 5201, http: 8080, idle: 7100, metrics: 15020 } as const;
+/** stunnel: the client's loopback ports and the server's TLS ports, per service. */
+const STUNNEL_PORTS = { iperf: { local: 15201, tls: 16201 }, http: { local: 18080, tls: 16080 }, idle: { local: 17100, tls: 16100 } } as const;
+type Service = keyof typeof STUNNEL_PORTS;
 const NODES = ['node-a', 'node-b'] as const;
 
 const POD = {
@@ -60,7 +85,7 @@ const POD = {
   legacyB: { namespace: 'outside', pod: 'legacy-b' },
 } as const satisfies Record<string, { namespace: string; pod: string }>;
 
-type PathId = 'mesh' | 'inbound' | 'direct' | 'passthrough';
+type PathId = 'mesh' | 'inbound' | 'direct' | 'stunnel' | 'passthrough';
 interface PathDef {
   readonly id: PathId;
   readonly label: string;
@@ -74,6 +99,13 @@ const PATHS: readonly PathDef[] = [
   { id: 'direct', label: 'direct (legacy -> legacy-b)', from: POD.legacy, to: POD.legacyB, what: 'outside/legacy -> node-a -> bridge -> node-b -> outside/legacy-b, no capture' },
 ];
 const DIRECT = PATHS[2] as PathDef;
+const STUNNEL: PathDef = {
+  id: 'stunnel',
+  label: 'stunnel4 peer (legacy -> legacy-b)',
+  from: POD.legacy,
+  to: POD.legacyB,
+  what: 'outside/legacy -> 127.0.0.1 stunnel4 client -> mTLS (TLS 1.3, one TLS connection per TCP connection) -> stunnel4 server in outside/legacy-b -> outside/legacy-b app, no capture',
+};
 const PASSTHROUGH: PathDef = {
   id: 'passthrough',
   label: 'passthrough (client -> legacy-b)',
@@ -95,8 +127,27 @@ const { values: opt } = parseArgs({
     lab: { type: 'string' },
     'no-passthrough': { type: 'boolean' },
     'pt-rounds': { type: 'string' },
+    rates: { type: 'string' },
+    'no-stunnel': { type: 'boolean' },
+    'idle-count': { type: 'string' },
+    'storm-concurrency': { type: 'string' },
+    'sat-clients': { type: 'string' },
+    scenarios: { type: 'string' },
+    'profile-dir': { type: 'string' },
   },
 });
+
+const SCENARIOS = ['throughput', 'latency', 'rates', 'saturation', 'connections', 'idle', 'passthrough'] as const;
+type Scenario = (typeof SCENARIOS)[number];
+const selected = new Set<Scenario>(
+  typeof opt.scenarios === 'string'
+    ? opt.scenarios.split(',').map((x) => {
+        if (!(SCENARIOS as readonly string[]).includes(x)) throw new Error(`--scenarios: unknown scenario '${x}' (one of ${SCENARIOS.join(', ')})`);
+        return x as Scenario;
+      })
+    : SCENARIOS,
+);
+const PROFILE_DIR = typeof opt['profile-dir'] === 'string' && opt['profile-dir'] !== '' ? opt['profile-dir'] : undefined;
 
 /** The lab's name: every lab this run builds (and removes) has it; nothing else is touched. */
 const LAB = typeof opt.lab === 'string' && opt.lab !== '' ? opt.lab : 'bench-inpod';
@@ -105,17 +156,28 @@ const quick = opt.quick === true;
 const params = {
   /** Whole seconds: iperf3 -t takes integers. */
   iperfSeconds: Math.round(num(opt.seconds, quick ? 2 : 5, 'seconds')),
-  streams: [1, 4],
+  streams: [1, 8],
+  /** The passthrough section keeps 1 and 4 streams (its ratios are keyed "1"/"4"). */
+  passthroughStreams: [1, 4],
+  /** Keep-alive latency rates (open loop). */
+  rates: typeof opt.rates === 'string' ? opt.rates.split(',').map((x) => Math.round(num(x, 1, 'rates'))) : [500, 1000, 2000],
+  saturation: { clients: Math.round(num(opt['sat-clients'], 16, 'sat-clients')), seconds: Math.round(num(opt.seconds, quick ? 2 : 5, 'seconds')), warmupSeconds: 1 },
+  storm: { concurrency: Math.round(num(opt['storm-concurrency'], 32, 'storm-concurrency')), seconds: num(opt.seconds, quick ? 2 : 5, 'seconds'), warmupSeconds: 1 },
+  idleConnections: Math.round(num(opt['idle-count'], 1000, 'idle-count')),
+  stunnel: opt['no-stunnel'] !== true,
+  scenarios: [...selected],
+  profileDir: PROFILE_DIR ?? null,
   latencySeconds: num(opt.seconds, quick ? 2 : 5, 'seconds'),
   latencyWarmupSeconds: num(opt.warmup, 0.5, 'warmup'),
   rps: Math.round(num(opt.rate, 500, 'rate')),
   requestBytes: 1024,
   responseBytes: 1024,
   ports: PORTS,
-  passthrough: opt['no-passthrough'] !== true,
+  passthrough: opt['no-passthrough'] !== true && selected.has('passthrough'),
   /** Rounds of (passthrough, direct) x (1, 4 streams) per lab; the table shows medians. */
   passthroughRounds: Math.round(num(opt['pt-rounds'], quick ? 1 : 3, 'pt-rounds')),
   lab: LAB,
+  quick,
 };
 
 const harness = new Harness('in-pod benchmark');
@@ -239,8 +301,8 @@ interface ThroughputSample {
   readonly capturedOnNodeB: Record<string, number> | null;
 }
 
-async function iperf(lab: LabHandle, p: PathDef, serverIp: string, streams: number): Promise<IperfJson> {
-  const argv = ['iperf3', '-c', serverIp, '-p', String(PORTS.iperf), '-t', String(params.iperfSeconds), '-P', String(streams), '-J'];
+async function iperf(lab: LabHandle, p: PathDef, serverIp: string, streams: number, port: number = PORTS.iperf): Promise<IperfJson> {
+  const argv = ['iperf3', '-c', serverIp, '-p', String(port), '-t', String(params.iperfSeconds), '-P', String(streams), '-J'];
   return harness.retry(
     `iperf3 ${p.id}`,
     async () => {
@@ -261,6 +323,8 @@ async function iperf(lab: LabHandle, p: PathDef, serverIp: string, streams: numb
 interface LatencySample {
   readonly path: PathId;
   readonly keepAlive: boolean;
+  /** The target rate (requests/s). */
+  readonly rps: number;
   readonly sent: number;
   readonly completed: number;
   readonly errors: number;
@@ -272,13 +336,91 @@ interface LatencySample {
   readonly p90Ms: number;
   readonly p99Ms: number;
   readonly maxMs: number;
+  /** CPU seconds per 1,000 requests (all sent, warm-up included) of each proxy process on the path. */
+  readonly cpuSecondsPer1kRequests: Record<string, number>;
   readonly agents: AgentUsage;
   readonly capturedOnNodeB: Record<string, number> | null;
   readonly latencyMs: readonly number[];
 }
 
-async function load(lab: LabHandle, p: PathDef, host: string, a: Omit<LoadArgs, 'host' | 'port'>): Promise<LoadResult> {
-  const args: LoadArgs = { host, port: PORTS.http, ...a };
+interface SaturationSample extends H2loadResult {
+  readonly path: PathId;
+  readonly clients: number;
+  readonly seconds: number;
+  readonly cpuSecondsPer1kRequests: Record<string, number>;
+  readonly agents: AgentUsage;
+}
+
+interface ConnectionSample {
+  readonly path: PathId;
+  readonly concurrency: number;
+  /** New connections (= requests) per second, end to end. */
+  readonly rate: number;
+  readonly completed: number;
+  readonly errors: number;
+  readonly firstErrors: readonly string[];
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly cpuMsPerConnection: Record<string, number>;
+  readonly agents: AgentUsage;
+}
+
+interface IdleSample {
+  readonly path: PathId;
+  readonly requested: number;
+  readonly open: number;
+  readonly failed: number;
+  readonly firstErrors: readonly string[];
+  readonly openMs: number;
+  readonly rssKiBBefore: Record<string, number>;
+  readonly rssKiBOpen: Record<string, number>;
+  /** (RSS with the connections open - before) per 1,000 connections, MiB, per proxy process. */
+  readonly rssMiBPer1kConnections: Record<string, number>;
+}
+
+/** Opens `params.idleConnections` idle connections through `p`, reads the proxies' RSS before and with them open. */
+async function idleConnections(lab: LabHandle, p: PathDef, e: { host: string; port: number }, pids: Readonly<Record<string, number>>): Promise<IdleSample> {
+  const procs = proxiesOf(p.id);
+  const rss = (): Record<string, number> => Object.fromEntries(procs.map((n) => [n, rssKiB(pids[n] ?? 0)]));
+  await sleep(1000);
+  const before = rss();
+  const args: IdleArgs = { host: e.host, port: e.port, count: params.idleConnections, parallel: 50, timeoutMs: 15_000 };
+  const child = lab.spawn(p.from, [process.execPath, IDLE_JS, 'open', JSON.stringify(args)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const done = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  onCleanup(`stop idle opener (${p.id})`, async () => {
+    child.stdin?.end();
+    child.kill('SIGTERM');
+  });
+  let out = '';
+  let err = '';
+  child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)));
+  const opened = await new Promise<IdleOpened>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`idle opener (${p.id}) did not report within 120 s: ${err}`)), 120_000);
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n').find((l) => l.startsWith('{"ev":"open"'));
+      if (line) {
+        clearTimeout(timer);
+        resolve(JSON.parse(line) as IdleOpened);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`idle opener (${p.id}) exited (${code}) before reporting: ${err}`));
+    });
+  });
+  // Let lazily allocated buffers settle before reading the RSS.
+  await sleep(2000);
+  const withOpen = rss();
+  child.stdin?.end();
+  await Promise.race([done, sleep(10_000)]);
+  const perK = Object.fromEntries(procs.map((n) => [n, round(((withOpen[n] ?? Number.NaN) - (before[n] ?? Number.NaN)) / 1024 / (Math.max(1, opened.open) / 1000), 2)]));
+  log(`idle ${p.id}: ${opened.open}/${params.idleConnections} open in ${opened.ms} ms (failed ${opened.failed}), RSS MiB per 1,000: ${procs.map((n) => `${n} ${fmt(perK[n])}`).join(', ')}`);
+  return { path: p.id, requested: params.idleConnections, open: opened.open, failed: opened.failed, firstErrors: opened.firstErrors, openMs: opened.ms, rssKiBBefore: before, rssKiBOpen: withOpen, rssMiBPer1kConnections: perK };
+}
+
+async function load(lab: LabHandle, p: PathDef, host: string, a: Omit<LoadArgs, 'host' | 'port'>, port: number = PORTS.http): Promise<LoadResult> {
+  const args: LoadArgs = { host, port, ...a };
   const res = await lab.exec(p.from, [process.execPath, HTTP_JS, 'load', JSON.stringify(args)], { timeoutMs: (a.seconds + a.warmupSeconds + 30) * 1000 });
   if (res.code !== 0) throw new Error(`load generator (${p.id}) failed (exit ${res.code ?? res.signal}): ${res.stderr.trim().slice(-2000)}`);
   return JSON.parse(res.stdout.trim().split('\n').pop() ?? '{}') as LoadResult;
@@ -290,7 +432,6 @@ function signed(x: number): string {
   return Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${x.toFixed(3)}` : '-';
 }
 
-const cpuCell = (u: AgentUsage): string => NODES.map((n) => fmt(u.cpuPercent[n], 0)).join('/');
 const capCell = (c: Record<string, number> | null): string => {
   if (!c) return '?';
   const e = Object.entries(c);
@@ -318,8 +459,15 @@ interface RunningLab {
 /** The lab's own launch, with `--splice on|off` appended to `ambit agent ...`. */
 const spawnWithSplice =
   (mode: SpliceMode): SpawnAgent =>
-  (launch) =>
-    defaultSpawnAgent({ ...launch, argv: [...launch.argv, '--splice', mode] });
+  (launch) => {
+    const argv = [...launch.argv, '--splice', mode];
+    // --profile-dir: V8's CPU profiler in the node agents (not the control plane);
+    // the flags go right after the node binary, before bin/ambit.js.
+    if (PROFILE_DIR !== undefined && (NODES as readonly string[]).includes(launch.node) && argv.length > 1) {
+      argv.splice(1, 0, '--cpu-prof', '--cpu-prof-dir', PROFILE_DIR, '--cpu-prof-name', `agent-${launch.node}-splice-${mode}.cpuprofile`);
+    }
+    return defaultSpawnAgent({ ...launch, argv });
+  };
 
 /**
  * Builds the lab with agents started with `--splice <mode>`, starts iperf3 -s
@@ -346,6 +494,10 @@ async function startLab(splice: SpliceMode, servers: ReadonlyArray<(typeof POD)[
     await waitListening(lab, target, PORTS.iperf, ip3);
     const http = harness.spawnTool(lab, `http server in ${name} (splice ${splice})`, target, [process.execPath, HTTP_JS, 'server', w.ip, String(PORTS.http)]);
     await waitListening(lab, target, PORTS.http, http);
+    if (selected.has('idle') && splice === 'on') {
+      const idle = harness.spawnTool(lab, `idle-connection server in ${name}`, target, [process.execPath, IDLE_JS, 'server', w.ip, String(PORTS.idle)]);
+      await waitListening(lab, target, PORTS.idle, idle);
+    }
   }
 
   // Every path must work before anything is measured.
@@ -364,6 +516,97 @@ async function startLab(splice: SpliceMode, servers: ReadonlyArray<(typeof POD)[
     });
   }
   return { lab, splice, ips, pids, logFiles };
+}
+
+// ------------------------------------------------------------------ the stunnel4 peer
+
+const STUNNEL_PROCS = ['stunnel-client', 'stunnel-server'] as const;
+
+/**
+ * Starts the stunnel4 peer between outside/legacy (client, loopback ports)
+ * and outside/legacy-b (server), with certificates from a LocalCa in a temp
+ * dir (removed at cleanup), and checks HTTP through it.
+ */
+async function startStunnel(r: RunningLab): Promise<Record<string, number>> {
+  const dir = mkdtempSync(join(os.tmpdir(), 'ambit-bench-stunnel-'));
+  onCleanup('remove stunnel dir', async () => rmSync(dir, { recursive: true, force: true }));
+  const caDir = join(dir, 'ca');
+  const clientId = await issueFromCaDir(caDir, 'cluster.local', 'outside', 'legacy');
+  const serverId = await issueFromCaDir(caDir, 'cluster.local', 'outside', 'legacy-b');
+  const b = r.ips.legacyB.ip;
+  const services = (Object.keys(STUNNEL_PORTS) as Service[]).map((svc) => ({ name: svc, localPort: STUNNEL_PORTS[svc].local, tlsPort: STUNNEL_PORTS[svc].tls, targetHost: b, targetPort: PORTS[svc] }));
+  const plan = planStunnel(dir, clientId, serverId, b, services);
+  const server = harness.spawnTool(r.lab, 'stunnel4 server in outside/legacy-b', POD.legacyB, plan.serverArgv);
+  for (const svc of services) await waitListening(r.lab, POD.legacyB, svc.tlsPort, server);
+  const client = harness.spawnTool(r.lab, 'stunnel4 client in outside/legacy', POD.legacy, plan.clientArgv);
+  for (const svc of services) await waitListening(r.lab, POD.legacy, svc.localPort, client);
+  if (server.pid === undefined || client.pid === undefined) throw new Error('stunnel4 did not start');
+  await harness.retry(
+    'probe stunnel',
+    async () => {
+      const res = await load(r.lab, STUNNEL, '127.0.0.1', { rps: 20, seconds: 0.25, warmupSeconds: 0, bodyBytes: params.requestBytes, keepAlive: false, timeoutMs: 3000 }, STUNNEL_PORTS.http.local);
+      if (res.errors > 0 || res.completed === 0) throw new Error(res.firstErrors.join('; ') || 'no request completed');
+    },
+    10_000,
+  ).catch((err: unknown) => {
+    throw new Error(`${err instanceof Error ? err.message : String(err)}\nstunnel client: ${client.output()}\nstunnel server: ${server.output()}`);
+  });
+  log(`stunnel4 peer up: client pid ${client.pid} (outside/legacy), server pid ${server.pid} (outside/legacy-b)`);
+  return { 'stunnel-client': client.pid, 'stunnel-server': server.pid };
+}
+
+/** The proxy processes on a path (whose CPU and RSS are that path's cost). */
+function proxiesOf(path: PathId): readonly string[] {
+  if (path === 'mesh') return NODES;
+  if (path === 'inbound') return ['node-b'];
+  if (path === 'stunnel') return STUNNEL_PROCS;
+  if (path === 'passthrough') return ['node-a'];
+  return [];
+}
+
+/** CPU seconds per 1,000 requests of each proxy process of the path. */
+function cpuPer1k(path: PathId, u: AgentUsage, requests: number): Record<string, number> {
+  return Object.fromEntries(proxiesOf(path).map((n) => [n, round((u.cpuSeconds[n] ?? Number.NaN) / (requests / 1000), 4)]));
+}
+
+/** The proxies' CPU % of one core over the phase, "a/b" ('-' on the direct path). */
+function proxyCell(path: PathId, u: AgentUsage): string {
+  const ps = proxiesOf(path);
+  return ps.length === 0 ? '-' : ps.map((n) => fmt(u.cpuPercent[n], 0)).join('/');
+}
+
+// ------------------------------------------------------------------ profiling
+
+function exited(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * --profile-dir: V8 writes the .cpuprofile only when the process exits
+ * normally, so the agents are sent SIGTERM (they drain and exit) and waited
+ * for, before the lab is removed (which would SIGKILL them after its grace).
+ */
+async function stopAgentsForProfile(pids: Readonly<Record<string, number>>): Promise<void> {
+  if (PROFILE_DIR === undefined) return;
+  for (const n of NODES) {
+    const pid = pids[n];
+    if (pid === undefined) continue;
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  }
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline && NODES.some((n) => !exited(pids[n] ?? 0))) await sleep(200);
+  const left = NODES.filter((n) => !exited(pids[n] ?? 0));
+  if (left.length > 0) log(`warning: agents ${left.join(', ')} did not exit within 20 s of SIGTERM; their profiles may be missing`);
+  else log(`agents stopped; CPU profiles in ${PROFILE_DIR}`);
 }
 
 function tailLines(file: string | undefined, n: number): string {
@@ -415,7 +658,7 @@ async function measurePassthrough(r: RunningLab, k0: number): Promise<Passthroug
   const out: PassthroughSample[] = [];
   const pair = [PASSTHROUGH, DIRECT] as const;
   let k = k0;
-  const plan = Array.from({ length: params.passthroughRounds }, (_, i) => params.streams.map((streams) => ({ round_: i, streams }))).flat();
+  const plan = Array.from({ length: params.passthroughRounds }, (_, i) => params.passthroughStreams.map((streams) => ({ round_: i, streams }))).flat();
   for (const { round_, streams } of plan) {
     const order = [pair[k % 2], pair[(k + 1) % 2]] as PathDef[];
     k++;
@@ -470,7 +713,7 @@ function summarize(samples: readonly PassthroughSample[]): PassthroughSummary[] 
   const out: PassthroughSummary[] = [];
   for (const path of ['passthrough', 'direct'] as const) {
     for (const splice of ['on', 'off'] as const) {
-      for (const streams of params.streams) {
+      for (const streams of params.passthroughStreams) {
         const xs = samples.filter((s) => s.path === path && s.splice === splice && s.streams === streams);
         if (xs.length === 0) continue;
         const g = xs.map((s) => s.gbps);
@@ -515,17 +758,32 @@ async function main(): Promise<void> {
   const serverIp = (p: PathDef): string => (p.to === POD.server ? ips.server.ip : ips.legacyB.ip);
   const agentStart = agentSnapshot(pids);
 
+  // The stunnel4 peer, when installed (scripts/bench.mjs installs it as root).
+  const needsPeer = SCENARIOS.some((x) => x !== 'passthrough' && selected.has(x));
+  let stunnelPids: Record<string, number> = {};
+  const notes: string[] = [];
+  if (!params.stunnel) notes.push('stunnel4 peer skipped (--no-stunnel)');
+  else if (!has('stunnel4')) notes.push('stunnel4 peer skipped: stunnel4 is not installed');
+  else if (needsPeer) stunnelPids = await startStunnel(first);
+  const contenders: readonly PathDef[] = Object.keys(stunnelPids).length > 0 ? [...PATHS, STUNNEL] : PATHS;
+  /** The issue's contenders (direct, L4 mesh, the peer) for the scenarios added for it; inbound only where it always was. */
+  const core = contenders.filter((p) => p.id !== 'inbound');
+  /** Agents and stunnel processes: every measurement records all of them. */
+  const procPids = { ...pids, ...stunnelPids };
+  const ep = (p: PathDef, svc: Service): { host: string; port: number } => (p.id === 'stunnel' ? { host: '127.0.0.1', port: STUNNEL_PORTS[svc].local } : { host: serverIp(p), port: PORTS[svc] });
+
   const countersStart = await capturedConnections(lab);
   log(`all paths answer; node-b counters ${countersStart ? 'readable' : 'NOT readable (capture check skipped)'}`);
 
   // Throughput, rotated order so drift on a noisy machine is spread over the paths.
   const throughput: ThroughputSample[] = [];
   let k = 0;
-  for (const streams of params.streams) {
-    const order = PATHS.map((_, i) => PATHS[(i + k) % PATHS.length] as PathDef);
+  for (const streams of selected.has('throughput') ? params.streams : []) {
+    const order = contenders.map((_, i) => contenders[(i + k) % contenders.length] as PathDef);
     k++;
     for (const p of order) {
-      const m = await measured(lab, pids, () => iperf(lab, p, serverIp(p), streams));
+      const e = ep(p, 'iperf');
+      const m = await measured(lab, procPids, () => iperf(lab, p, e.host, streams, e.port));
       const sum = m.result.end?.sum_received as { bytes: number; seconds: number; bits_per_second: number };
       const cpu = m.result.end?.cpu_utilization_percent;
       const s: ThroughputSample = {
@@ -540,21 +798,30 @@ async function main(): Promise<void> {
         capturedOnNodeB: m.captured ?? null,
       };
       throughput.push(s);
-      log(`iperf3 ${p.id} -P ${streams}: ${fmt(s.gbps)} Gbit/s, agents cpu a/b ${cpuCell(s.agents)} %, node-b captured: ${capCell(s.capturedOnNodeB)}`);
+      log(`iperf3 ${p.id} -P ${streams}: ${fmt(s.gbps)} Gbit/s, proxies cpu ${proxyCell(p.id, s.agents)} %, node-b captured: ${capCell(s.capturedOnNodeB)}`);
     }
   }
 
-  // Request/response latency at a fixed rate.
+  // Request/response latency at fixed rates (open loop): a new connection per
+  // request at --rate, then keep-alive at each of --rates.
   const latency: LatencySample[] = [];
-  for (const keepAlive of [false, true]) {
-    const order = PATHS.map((_, i) => PATHS[(i + k) % PATHS.length] as PathDef);
+  const latencyPlan: Array<{ keepAlive: boolean; rps: number }> = [
+    ...(selected.has('latency') ? [{ keepAlive: false, rps: params.rps }] : []),
+    ...(selected.has('rates') ? params.rates.map((rps) => ({ keepAlive: true, rps })) : []),
+  ];
+  for (const { keepAlive, rps } of latencyPlan) {
+    // Keep-alive at rates other than --rate: the core paths only (time).
+    const set = keepAlive && rps !== params.rps ? core : contenders;
+    const order = set.map((_, i) => set[(i + k) % set.length] as PathDef);
     k++;
     for (const p of order) {
-      const m = await measured(lab, pids, () => load(lab, p, serverIp(p), { rps: params.rps, seconds: params.latencySeconds, warmupSeconds: params.latencyWarmupSeconds, bodyBytes: params.requestBytes, keepAlive }));
+      const e = ep(p, 'http');
+      const m = await measured(lab, procPids, () => load(lab, p, e.host, { rps, seconds: params.latencySeconds, warmupSeconds: params.latencyWarmupSeconds, bodyBytes: params.requestBytes, keepAlive }, e.port));
       const r = m.result;
       const s: LatencySample = {
         path: p.id,
         keepAlive,
+        rps,
         sent: r.sent,
         completed: r.completed,
         errors: r.errors,
@@ -566,13 +833,78 @@ async function main(): Promise<void> {
         p90Ms: percentile(r.latencyMs, 90),
         p99Ms: percentile(r.latencyMs, 99),
         maxMs: percentile(r.latencyMs, 100),
+        cpuSecondsPer1kRequests: cpuPer1k(p.id, m.agents, r.sent),
         agents: m.agents,
         capturedOnNodeB: m.captured ?? null,
         latencyMs: r.latencyMs,
       };
       latency.push(s);
-      log(`latency ${p.id} ${keepAlive ? 'keep-alive' : 'new conn'}: ${fmt(s.achievedRps, 0)}/s p50 ${fmt(s.p50Ms, 3)} ms p99 ${fmt(s.p99Ms, 3)} ms, errors ${s.errors}, agents cpu a/b ${cpuCell(s.agents)} %`);
+      log(`latency ${p.id} ${keepAlive ? 'keep-alive' : 'new conn'} at ${rps}/s: ${fmt(s.achievedRps, 0)}/s p50 ${fmt(s.p50Ms, 3)} ms p99 ${fmt(s.p99Ms, 3)} ms, errors ${s.errors}, proxies cpu ${proxyCell(p.id, s.agents)} %`);
     }
+  }
+
+  // Saturation: h2load, keep-alive, one request in flight per connection.
+  const saturation: SaturationSample[] = [];
+  if (selected.has('saturation')) {
+    if (!has('h2load')) notes.push('saturation skipped: h2load (nghttp2-client) is not installed');
+    else {
+      const order = core.map((_, i) => core[(i + k) % core.length] as PathDef);
+      k++;
+      for (const p of order) {
+        const e = ep(p, 'http');
+        const sat = params.saturation;
+        const argv = h2loadArgv({ url: `http://${e.host}:${e.port}/`, clients: sat.clients, seconds: sat.seconds, warmupSeconds: sat.warmupSeconds });
+        const m = await measured(lab, procPids, async () => {
+          const res = await lab.exec(p.from, argv, { timeoutMs: (sat.seconds + sat.warmupSeconds + 30) * 1000 });
+          if (res.code !== 0) throw new Error(`h2load (${p.id}) failed (exit ${res.code ?? res.signal}): ${(res.stderr || res.stdout).trim().slice(-1000)}`);
+          return parseH2load(res.stdout);
+        });
+        // The CPU window includes the warm-up; h2load counts only after it.
+        const requests = m.result.rps * (sat.seconds + sat.warmupSeconds);
+        const s: SaturationSample = { path: p.id, clients: sat.clients, seconds: sat.seconds, ...m.result, cpuSecondsPer1kRequests: cpuPer1k(p.id, m.agents, requests), agents: m.agents };
+        saturation.push(s);
+        log(`saturation ${p.id}: ${fmt(s.rps, 0)} req/s (failed ${s.failed}, errored ${s.errored}), proxies cpu ${proxyCell(p.id, s.agents)} %`);
+      }
+    }
+  }
+
+  // New connections per second: closed-loop storm, a new TCP connection per request.
+  const connections: ConnectionSample[] = [];
+  if (selected.has('connections')) {
+    const order = core.map((_, i) => core[(i + k) % core.length] as PathDef);
+    k++;
+    for (const p of order) {
+      const e = ep(p, 'http');
+      const st = params.storm;
+      const args: StormArgs = { host: e.host, port: e.port, concurrency: st.concurrency, seconds: st.seconds, warmupSeconds: st.warmupSeconds };
+      const m = await measured(lab, procPids, async () => {
+        const res = await lab.exec(p.from, [process.execPath, STORM_JS, JSON.stringify(args)], { timeoutMs: (st.seconds + st.warmupSeconds + 30) * 1000 });
+        if (res.code !== 0) throw new Error(`storm (${p.id}) failed (exit ${res.code ?? res.signal}): ${res.stderr.trim().slice(-1000)}`);
+        return JSON.parse(res.stdout.trim().split('\n').pop() ?? '{}') as StormResult;
+      });
+      const r = m.result;
+      const s: ConnectionSample = {
+        path: p.id,
+        concurrency: st.concurrency,
+        rate: r.rate,
+        completed: r.completed,
+        errors: r.errors,
+        firstErrors: r.firstErrors,
+        p50Ms: r.p50Ms,
+        p99Ms: r.p99Ms,
+        cpuMsPerConnection: Object.fromEntries(proxiesOf(p.id).map((n) => [n, round(((m.agents.cpuSeconds[n] ?? Number.NaN) * 1000) / Math.max(1, r.completedTotal), 3)])),
+        agents: m.agents,
+      };
+      connections.push(s);
+      log(`new connections ${p.id}: ${fmt(s.rate, 0)}/s p50 ${fmt(s.p50Ms, 3)} ms, errors ${s.errors}, proxies cpu ${proxyCell(p.id, s.agents)} %`);
+    }
+  }
+
+  // Memory per 1,000 idle tunnelled connections: the proxies' RSS with the
+  // connections open (each echoed once, so the whole tunnel exists) minus before.
+  const idle: IdleSample[] = [];
+  if (selected.has('idle')) {
+    for (const p of contenders.filter((x) => x.id === 'mesh' || x.id === 'stunnel')) idle.push(await idleConnections(lab, p, ep(p, 'idle'), procPids));
   }
   const agentEnd = agentSnapshot(pids);
   const countersEnd = await capturedConnections(lab);
@@ -584,15 +916,17 @@ async function main(): Promise<void> {
   let second: RunningLab | undefined;
   if (params.passthrough) {
     passthrough.push(...(await measurePassthrough(first, k)));
+    await stopAgentsForProfile(first.pids);
     log(`rebuilding lab '${LAB}' with the agents started with --splice off`);
     await labDown(LAB);
     second = await startLab('off', [POD.legacyB], [PASSTHROUGH, DIRECT]);
     passthrough.push(...(await measurePassthrough(second, k + 1)));
-  }
+    await stopAgentsForProfile(second.pids);
+  } else await stopAgentsForProfile(first.pids);
 
   // ---------------------------------------------------------------- ratios and table
   const tp = (path: PathId, streams: number): ThroughputSample | undefined => throughput.find((s) => s.path === path && s.streams === streams);
-  const lat = (path: PathId, keepAlive: boolean): LatencySample | undefined => latency.find((s) => s.path === path && s.keepAlive === keepAlive);
+  const lat = (path: PathId, keepAlive: boolean, rps: number = params.rps): LatencySample | undefined => latency.find((s) => s.path === path && s.keepAlive === keepAlive && s.rps === rps);
   const byStreams = (a: PathId, b: PathId): Record<string, number> => Object.fromEntries(params.streams.map((n) => [String(n), round((tp(a, n)?.gbps ?? Number.NaN) / (tp(b, n)?.gbps ?? Number.NaN), 3)]));
   type Added = { p50AddedMs: number; p99AddedMs: number; p50Ratio: number; p99Ratio: number };
   const overhead = (a: PathId, b: PathId): { newConnection: Added; keepAlive: Added } =>
@@ -609,7 +943,7 @@ async function main(): Promise<void> {
   const pt = (path: 'passthrough' | 'direct', splice: SpliceMode, streams: number): PassthroughSummary | undefined =>
     ptSummary.find((s) => s.path === path && s.splice === splice && s.streams === streams);
   const ptRatio = (a: [path: 'passthrough' | 'direct', splice: SpliceMode], b: [path: 'passthrough' | 'direct', splice: SpliceMode], f: (s: PassthroughSummary | undefined) => number = (s) => s?.gbps ?? Number.NaN): Record<string, number> =>
-    Object.fromEntries(params.streams.map((n) => [String(n), round(f(pt(a[0], a[1], n)) / f(pt(b[0], b[1], n)), 3)]));
+    Object.fromEntries(params.passthroughStreams.map((n) => [String(n), round(f(pt(a[0], a[1], n)) / f(pt(b[0], b[1], n)), 3)]));
   const cpuPerGB = (s: PassthroughSummary | undefined): number => s?.nodeACpuSecondsPerGB ?? Number.NaN;
   const passthroughRatios = params.passthrough
     ? {
@@ -624,45 +958,79 @@ async function main(): Promise<void> {
     throughput: {
       mesh_over_direct: { label: 'mesh / direct', byStreams: byStreams('mesh', 'direct') },
       inbound_over_direct: { label: 'plaintext inbound / direct', byStreams: byStreams('inbound', 'direct') },
+      stunnel_over_direct: { label: 'stunnel4 / direct', byStreams: byStreams('stunnel', 'direct') },
+      mesh_over_stunnel: { label: 'mesh / stunnel4', byStreams: byStreams('mesh', 'stunnel') },
     },
     latency: {
       mesh_vs_direct: { label: 'mesh - direct', ...overhead('mesh', 'direct') },
       inbound_vs_direct: { label: 'plaintext inbound - direct', ...overhead('inbound', 'direct') },
+      stunnel_vs_direct: { label: 'stunnel4 - direct', ...overhead('stunnel', 'direct') },
     },
   };
 
-  const machine = machineInfo(loadavgStart, { iperf3: version(['iperf3', '-v']), nft: version(['nft', '--version']) });
+  const machine = machineInfo(loadavgStart, { iperf3: version(['iperf3', '-v']), nft: version(['nft', '--version']), stunnel4: version(['sh', '-c', 'stunnel4 -version 2>&1 | grep -m1 "^stunnel"']), h2load: version(['h2load', '--version']) });
 
 
   const L: string[] = [];
   L.push(`In-pod capture benchmark, lab '${LAB}' (mesh: true, one ambit agent per node), node-a -> node-b over veth/bridge`);
   L.push(`${machine.nproc} CPUs (${machine.cpuModel}), node ${machine.node}, kernel ${machine.kernel}; load avg ${loadavgStart.map((x) => x.toFixed(2)).join(' ')} -> ${machine.loadavgEnd.map((x) => x.toFixed(2)).join(' ')}`);
   L.push('');
-  L.push(`Throughput, iperf3 -t ${params.iperfSeconds}, Gbit/s (receiver); agent CPU % of one core node-a/node-b; connections node-b's agent accepted`);
-  L.push(`${pad('path', 38)}${pad('1 stream', 10, true)}  ${pad('agents', 10)}${pad('4 streams', 10, true)}  ${pad('agents', 10)}captured (node-b, 4 streams)`);
-  for (const p of PATHS) {
-    const one = tp(p.id, 1);
-    const four = tp(p.id, 4);
-    L.push(`${pad(p.label, 38)}${pad(fmt(one?.gbps), 10, true)}  ${pad(one ? cpuCell(one.agents) : '-', 10)}${pad(fmt(four?.gbps), 10, true)}  ${pad(four ? cpuCell(four.agents) : '-', 10)}${four ? capCell(four.capturedOnNodeB) : '-'}`);
+  const [s1, sN] = [params.streams[0] ?? 1, params.streams[1] ?? 8];
+  if (throughput.length > 0) {
+    L.push(`Throughput, iperf3 -t ${params.iperfSeconds}, Gbit/s (receiver); proxies' CPU % of one core (agents node-a/node-b, stunnel client/server); connections node-b's agent accepted`);
+    L.push(`${pad('path', 38)}${pad(`${s1} stream`, 10, true)}  ${pad('proxies', 10)}${pad(`${sN} streams`, 10, true)}  ${pad('proxies', 10)}captured (node-b, ${sN} streams)`);
+    for (const p of contenders) {
+      const one = tp(p.id, s1);
+      const many = tp(p.id, sN);
+      L.push(`${pad(p.label, 38)}${pad(fmt(one?.gbps), 10, true)}  ${pad(one ? proxyCell(p.id, one.agents) : '-', 10)}${pad(fmt(many?.gbps), 10, true)}  ${pad(many ? proxyCell(p.id, many.agents) : '-', 10)}${many ? capCell(many.capturedOnNodeB) : '-'}`);
+    }
+    for (const r of Object.values(ratios.throughput)) {
+      L.push(`${pad(`ratio ${r.label}`, 38)}${pad(fmt(r.byStreams[String(s1)], 3), 10, true)}  ${pad('', 10)}${pad(fmt(r.byStreams[String(sN)], 3), 10, true)}`);
+    }
+    L.push('');
   }
-  L.push(`${pad('ratio mesh / direct', 38)}${pad(fmt(ratios.throughput.mesh_over_direct.byStreams['1'], 3), 10, true)}  ${pad('', 10)}${pad(fmt(ratios.throughput.mesh_over_direct.byStreams['4'], 3), 10, true)}`);
-  L.push(`${pad('ratio plaintext inbound / direct', 38)}${pad(fmt(ratios.throughput.inbound_over_direct.byStreams['1'], 3), 10, true)}  ${pad('', 10)}${pad(fmt(ratios.throughput.inbound_over_direct.byStreams['4'], 3), 10, true)}`);
-  L.push('');
-  L.push(`Request/response, ${params.requestBytes} B POST -> ${params.responseBytes} B answer at ${params.rps}/s for ${params.latencySeconds} s (after ${params.latencyWarmupSeconds} s warm-up), ms from request issued to response end`);
-  L.push(`${pad('path', 38)}${pad('conn', 12)}${pad('done/s', 8, true)}${pad('p50', 9, true)}${pad('p90', 9, true)}${pad('p99', 9, true)}${pad('err', 5, true)}  ${pad('agents', 10)}captured (node-b)`);
-  for (const ka of [false, true]) {
-    for (const p of PATHS) {
-      const s = lat(p.id, ka);
-      if (!s) continue;
-      L.push(`${pad(p.label, 38)}${pad(ka ? 'keep-alive' : 'new per req', 12)}${pad(fmt(s.achievedRps, 0), 8, true)}${pad(fmt(s.p50Ms, 3), 9, true)}${pad(fmt(s.p90Ms, 3), 9, true)}${pad(fmt(s.p99Ms, 3), 9, true)}${pad(String(s.errors + s.skipped), 5, true)}  ${pad(cpuCell(s.agents), 10)}${capCell(s.capturedOnNodeB)}`);
+  if (latency.length > 0) {
+    L.push(`Request/response, ${params.requestBytes} B POST -> ${params.responseBytes} B answer, open loop, ${params.latencySeconds} s (after ${params.latencyWarmupSeconds} s warm-up), ms from request issued to response end; CPU s per 1,000 requests per proxy process`);
+    L.push(`${pad('path', 38)}${pad('conn', 12)}${pad('rate', 6, true)}${pad('done/s', 8, true)}${pad('p50', 9, true)}${pad('p90', 9, true)}${pad('p99', 9, true)}${pad('err', 5, true)}  ${pad('cpu %', 10)}${pad('cpu s/1k', 16)}captured (node-b)`);
+    for (const { keepAlive: ka, rps } of latencyPlan) {
+      for (const p of contenders) {
+        const s = lat(p.id, ka, rps);
+        if (!s) continue;
+        const per1k = Object.values(s.cpuSecondsPer1kRequests).map((v) => fmt(v, 3)).join('/') || '-';
+        L.push(`${pad(p.label, 38)}${pad(ka ? 'keep-alive' : 'new per req', 12)}${pad(String(rps), 6, true)}${pad(fmt(s.achievedRps, 0), 8, true)}${pad(fmt(s.p50Ms, 3), 9, true)}${pad(fmt(s.p90Ms, 3), 9, true)}${pad(fmt(s.p99Ms, 3), 9, true)}${pad(String(s.errors + s.skipped), 5, true)}  ${pad(proxyCell(p.id, s.agents), 10)}${pad(per1k, 16)}${capCell(s.capturedOnNodeB)}`);
+      }
+    }
+    for (const [key, label] of [['mesh_vs_direct', 'mesh - direct'], ['inbound_vs_direct', 'plaintext inbound - direct'], ['stunnel_vs_direct', 'stunnel4 - direct']] as const) {
+      const o = ratios.latency[key];
+      const added = (x: Added): string => `p50 ${signed(x.p50AddedMs)} ms (x${fmt(x.p50Ratio)}), p99 ${signed(x.p99AddedMs)} ms (x${fmt(x.p99Ratio)})`;
+      L.push(`added latency at ${params.rps}/s, ${label}:`);
+      L.push(`  ${pad('new connection per request', 28)}${added(o.newConnection)}`);
+      L.push(`  ${pad('keep-alive', 28)}${added(o.keepAlive)}`);
     }
   }
-  for (const [key, label] of [['mesh_vs_direct', 'mesh - direct'], ['inbound_vs_direct', 'plaintext inbound - direct']] as const) {
-    const o = ratios.latency[key];
-    const added = (a: Added): string => `p50 ${signed(a.p50AddedMs)} ms (x${fmt(a.p50Ratio)}), p99 ${signed(a.p99AddedMs)} ms (x${fmt(a.p99Ratio)})`;
-    L.push(`added latency, ${label}:`);
-    L.push(`  ${pad('new connection per request', 28)}${added(o.newConnection)}`);
-    L.push(`  ${pad('keep-alive', 28)}${added(o.keepAlive)}`);
+  if (saturation.length > 0) {
+    L.push('');
+    L.push(`Saturation, h2load --h1 -c ${params.saturation.clients} -m 1 -D ${params.saturation.seconds} (keep-alive, GET, 1 KiB answer): requests/s; proxies' CPU %; CPU s per 1,000 requests`);
+    for (const s of saturation) {
+      const label = contenders.find((p) => p.id === s.path)?.label ?? s.path;
+      L.push(`${pad(label, 38)}${pad(fmt(s.rps, 0), 10, true)}  fail ${pad(String(s.failed + s.errored), 5)}${pad(proxyCell(s.path, s.agents), 10)}${Object.values(s.cpuSecondsPer1kRequests).map((v) => fmt(v, 3)).join('/')}`);
+    }
+  }
+  if (connections.length > 0) {
+    L.push('');
+    L.push(`New connections per second, ${params.storm.concurrency} closed-loop workers, each request a new TCP connection, ${params.storm.seconds} s: rate, p50/p99 ms, proxies' CPU %, CPU ms per connection`);
+    for (const s of connections) {
+      const label = contenders.find((p) => p.id === s.path)?.label ?? s.path;
+      L.push(`${pad(label, 38)}${pad(fmt(s.rate, 0), 8, true)}/s ${pad(fmt(s.p50Ms, 2), 8, true)} ${pad(fmt(s.p99Ms, 2), 8, true)}  err ${pad(String(s.errors), 4)}${pad(proxyCell(s.path, s.agents), 10)}${Object.values(s.cpuMsPerConnection).map((v) => fmt(v, 3)).join('/')}`);
+    }
+  }
+  if (idle.length > 0) {
+    L.push('');
+    L.push(`Memory per 1,000 idle tunnelled connections (${params.idleConnections} opened, each echoed once, then idle): RSS MiB delta per 1,000, per proxy process`);
+    for (const s of idle) {
+      const label = contenders.find((p) => p.id === s.path)?.label ?? s.path;
+      L.push(`${pad(label, 38)}open ${s.open}/${s.requested} in ${s.openMs} ms  ${Object.entries(s.rssMiBPer1kConnections).map(([n, v]) => `${n} ${fmt(v)}`).join(', ')}`);
+    }
   }
   if (params.passthrough) {
     L.push('');
@@ -693,7 +1061,7 @@ async function main(): Promise<void> {
   console.log(`\n${L.join('\n')}`);
 
   const report = {
-    schema: 'ambit-bench-inpod/2',
+    schema: 'ambit-bench-inpod/3',
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
     durationSeconds: round((performance.now() - t0) / 1000, 1),
@@ -704,7 +1072,8 @@ async function main(): Promise<void> {
       fixture: 'test/fixtures/bench/inpod.yaml',
       pods: Object.fromEntries(Object.values(ips).map((w) => [`${w.namespace}/${w.name}`, { node: w.node, ip: w.ip }])),
       agents: Object.fromEntries(NODES.map((n) => [n, { pid: pids[n], splice: 'on', ...(second ? { pidSpliceOff: second.pids[n] } : {}) }])),
-      paths: Object.fromEntries([...PATHS, ...(params.passthrough ? [PASSTHROUGH] : [])].map((p) => [p.id, p.what])),
+      paths: Object.fromEntries([...contenders, ...(params.passthrough ? [PASSTHROUGH] : [])].map((p) => [p.id, p.what])),
+      stunnel: Object.keys(stunnelPids).length > 0 ? { pids: stunnelPids, ports: STUNNEL_PORTS } : null,
     },
     units: {
       throughput: 'Gbit/s (1e9 bit/s), iperf3 end.sum_received.bits_per_second',
@@ -714,9 +1083,17 @@ async function main(): Promise<void> {
       nodeACpuSecondsPerGB: 'node-a agent CPU seconds / (iperf3 received bytes / 1e9)',
       relayOnNodeA: 'new access-log lines in the node-a agent log by relay field over the run',
       captured: "change of node-b's istio_tcp_connections_opened_total{reporter=destination} by connection_security_policy over the phase",
+      cpuSecondsPer1kRequests: 'CPU seconds of each proxy process (agents node-a/node-b, stunnel-client/stunnel-server) over the phase / (requests / 1000); latency: all requests sent, warm-up included; saturation: h2load req/s x (duration + warm-up)',
+      saturation: 'h2load requests/s (its own figure, after the warm-up)',
+      connections: 'completed requests, each on a new TCP connection, per second; cpuMsPerConnection = proxy CPU ms / connections completed, warm-up included',
+      idle: 'rssMiBPer1kConnections = (VmRSS with the connections open 2 s after the last was echoed - VmRSS 1 s before opening) / 1024 / (open / 1000)',
     },
     throughput,
     latency,
+    saturation,
+    connections,
+    idle,
+    notes,
     passthrough: params.passthrough
       ? {
           what: 'iperf3 mesh/client -> outside/legacy-b (passthrough, node-a agent) and outside/legacy -> outside/legacy-b (direct); splice "on" samples come from the first lab, "off" from the lab rebuilt with the agents started --splice off',
@@ -727,8 +1104,9 @@ async function main(): Promise<void> {
     ratios,
     agents: { start: agentStart, end: agentEnd, whole, capturedOnNodeB: { start: countersStart ?? null, end: countersEnd ?? null } },
   };
-  const file = writeResults(RESULTS, 'inpod', 'inpod-latest.json', startedAt, report);
-  log(`results written to ${file} and bench/results/inpod-latest.json`);
+  // A profiling run (agents slowed by the profiler, usually one scenario) does not replace inpod-latest.json.
+  const file = PROFILE_DIR === undefined ? writeResults(RESULTS, 'inpod', 'inpod-latest.json', startedAt, report) : writeResults(PROFILE_DIR, 'inpod', 'inpod-profile.json', startedAt, report);
+  log(`results written to ${file}${PROFILE_DIR === undefined ? ' and bench/results/inpod-latest.json' : ' (profiling run: inpod-latest.json left as it was)'}`);
 }
 
 try {

@@ -127,6 +127,8 @@ class AmbitNative : public Napi::Addon<AmbitNative> {
                              InstanceMethod("getOriginalDst", &AmbitNative::GetOriginalDst),
                              InstanceMethod("setMark", &AmbitNative::SetMark),
                              InstanceMethod("getMark", &AmbitNative::GetMark),
+                             InstanceMethod("setLinger", &AmbitNative::SetLinger),
+                             InstanceMethod("getLinger", &AmbitNative::GetLinger),
                              InstanceMethod("nsType", &AmbitNative::NsType),
                              InstanceMethod("closeFd", &AmbitNative::CloseFd),
                              InstanceMethod("seqpacketListen", &AmbitNative::SeqpacketListen),
@@ -214,6 +216,32 @@ class AmbitNative : public Napi::Addon<AmbitNative> {
     SysStatus st = ambit::GetMark(ToFd(env, info[0]), &mark);
     if (!st.ok()) ThrowSys(env, st);
     return Napi::Number::New(env, mark);
+  }
+
+  // (fd, on: boolean, seconds?) -> undefined
+  Napi::Value SetLinger(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int fd = ToFd(env, info[0]);
+    if (!info[1].IsBoolean()) ThrowType(env, "on must be a boolean");
+    bool on = info[1].As<Napi::Boolean>().Value();
+    int seconds = 0;
+    if (info.Length() > 2 && !info[2].IsUndefined()) seconds = static_cast<int>(ToInteger(env, info[2], "seconds", 0, 3600));
+    SysStatus st = ambit::SetLinger(fd, on, seconds);
+    if (!st.ok()) ThrowSys(env, st);
+    return env.Undefined();
+  }
+
+  // (fd) -> {on, seconds}
+  Napi::Value GetLinger(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bool on = false;
+    int seconds = 0;
+    SysStatus st = ambit::GetLinger(ToFd(env, info[0]), &on, &seconds);
+    if (!st.ok()) ThrowSys(env, st);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("on", on);
+    o.Set("seconds", seconds);
+    return o;
   }
 
   Napi::Value NsType(const Napi::CallbackInfo& info) {

@@ -216,6 +216,23 @@ SysStatus GetMark(int fd, uint32_t* mark) {
   return {};
 }
 
+SysStatus SetLinger(int fd, bool on, int seconds) {
+  linger l{};
+  l.l_onoff = on ? 1 : 0;
+  l.l_linger = on ? seconds : 0;
+  if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) != 0) return Fail("setsockopt", "SO_LINGER");
+  return {};
+}
+
+SysStatus GetLinger(int fd, bool* on, int* seconds) {
+  linger l{};
+  socklen_t len = sizeof l;
+  if (getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) != 0) return Fail("getsockopt", "SO_LINGER");
+  *on = l.l_onoff != 0;
+  *seconds = l.l_linger;
+  return {};
+}
+
 SysStatus NsType(int fd, int* type) {
   int rc = ioctl(fd, NS_GET_NSTYPE);
   if (rc < 0) return Fail("ioctl", "NS_GET_NSTYPE");

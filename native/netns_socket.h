@@ -62,6 +62,10 @@ SysStatus SocketTcpInNetns(const NetnsRef& ns, const SocketOptions& opts, int* f
 SysStatus GetOriginalDst(int fd, sockaddr_storage* out);
 SysStatus SetMark(int fd, uint32_t mark);
 SysStatus GetMark(int fd, uint32_t* mark);
+// SO_LINGER. {on, 0} makes close() (including the kernel's close when the
+// process dies) send RST instead of FIN; off restores the graceful close.
+SysStatus SetLinger(int fd, bool on, int seconds);
+SysStatus GetLinger(int fd, bool* on, int* seconds);
 SysStatus NsType(int fd, int* type);
 SysStatus CloseFd(int fd);
 

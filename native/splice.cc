@@ -177,6 +177,11 @@ class Pump {
       if (d->read_eof) {
         if (!d->shut) {
           d->shut = true;
+          // A clean EOF: from here on closing `out` must be graceful, so drop
+          // the abortive SO_LINGER {on, 0} the relay may have armed (an unsent
+          // tail would otherwise be discarded with an RST at close).
+          linger off{0, 0};
+          setsockopt(d->out, SOL_SOCKET, SO_LINGER, &off, sizeof off);
           // Half-close: the peer gets FIN, the other direction keeps flowing.
           if (shutdown(d->out, SHUT_WR) != 0 && errno != ENOTCONN) {
             Finish(errno, "shutdown");

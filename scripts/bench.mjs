@@ -3,7 +3,18 @@
 // after the other: the HBONE benchmark (dist/bench/hbone-bench.js), then the
 // in-pod capture benchmark with real agents (dist/bench/inpod-bench.js),
 // then the control plane at cluster scale (dist/bench/control-plane-bench.js),
-// then the node agent's own cost (dist/bench/agent-bench.js).
+// then the node agent's own cost (dist/bench/agent-bench.js), then L7 (the
+// waypoint against nginx, dist/bench/l7-bench.js); finally the report step
+// (dist/bench/report.js) merges the *-latest.json files into
+// bench/results/<ISO time>.json and .md.
+//   npm run bench -- --quick --lab bh1 --inpod-lab bh2 ...   lab names per benchmark
+//   npm run bench -- --report-only [--readme]   only the report (--readme: README section)
+//   npm run bench -- --no-report                 benchmarks without the report step
+//   npm run bench -- --profile <scenario> [--quick] [--lab NAME]
+//       the in-pod benchmark's <scenario> only (throughput, latency, rates,
+//       saturation, connections, idle, passthrough) with the node agents under
+//       --cpu-prof; writes bench/results/profile-<time>/*.cpuprofile and a
+//       flame graph (.html) per agent. Every other option goes to the in-pod benchmark.
 //   npm run bench -- --quick                all, short runs
 //   npm run bench -- --only hbone --rounds 5 --seconds 5
 //   npm run bench -- --only inpod --seconds 5 --rate 500
@@ -18,8 +29,12 @@
 // remove its lab and child processes before exiting with its status, and do
 // not start the next one. The exit status is the first failure's.
 import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureNodeModules, ensureSystemPackages, root } from './ensure.mjs';
+
+/** Wall time of the whole command (install checks and build included), printed at the end. */
+const t0 = Date.now();
 
 ensureSystemPackages({ tools: ['ip', 'iperf3', 'nghttpx', 'tinyproxy', 'nft', 'h2load', 'nginx', 'stunnel4'], pythonH2: false });
 ensureNodeModules();
@@ -90,6 +105,22 @@ function plan(argv) {
   return [['hbone', hbone], ['inpod', inpod], ['control-plane', cp], ['agent', agent], ['l7', l7]];
 }
 
+/** Options of this script itself, taken out before the benchmarks see the rest. */
+function own(argv) {
+  const rest = [];
+  const o = { reportOnly: false, noReport: false, readme: false, profile: undefined };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--report-only') o.reportOnly = true;
+    else if (a === '--no-report') o.noReport = true;
+    else if (a === '--readme') o.readme = true;
+    else if (a === '--profile') o.profile = argv[++i];
+    else if (a.startsWith('--profile=')) o.profile = a.slice('--profile='.length);
+    else rest.push(a);
+  }
+  return { o, rest };
+}
+
 let current;
 let stopping = false;
 // Passed on even when the terminal already delivered it: each benchmark's
@@ -117,12 +148,39 @@ function run(script, args) {
   });
 }
 
+const { o, rest } = own(process.argv.slice(2));
 let status = 0;
-for (const [name, args] of plan(process.argv.slice(2))) {
-  if (stopping) break;
-  console.log(`== ${name} benchmark`);
-  const code = await run(BENCHES[name], args);
+if (o.profile !== undefined) {
+  if (o.profile === '' || o.profile.startsWith('--')) {
+    console.error('--profile needs a scenario: throughput, latency, rates, saturation, connections, idle or passthrough');
+    process.exit(64);
+  }
+  const dir = join(root, 'bench/results', `profile-${new Date().toISOString().replaceAll(':', '-')}`);
+  mkdirSync(dir, { recursive: true });
+  const scenarioArgs = o.profile === 'passthrough' ? ['--scenarios', 'passthrough'] : ['--scenarios', o.profile, '--no-passthrough'];
+  console.log(`== in-pod benchmark, scenario ${o.profile}, agents under --cpu-prof (${dir})`);
+  status = await run(BENCHES.inpod, [...rest.filter((a) => a !== '--only'), ...scenarioArgs, '--profile-dir', dir]);
   current = undefined;
-  if (code !== 0 && status === 0) status = code;
+  if (!stopping) {
+    console.log('== flame graphs');
+    const code = await run('dist/bench/flamegraph.js', [dir]);
+    if (code !== 0 && status === 0) status = code;
+  }
+} else {
+  if (!o.reportOnly) {
+    for (const [name, args] of plan(rest)) {
+      if (stopping) break;
+      console.log(`== ${name} benchmark`);
+      const code = await run(BENCHES[name], args);
+      current = undefined;
+      if (code !== 0 && status === 0) status = code;
+    }
+  }
+  if (!stopping && !o.noReport) {
+    console.log('== report');
+    const code = await run('dist/bench/report.js', o.readme ? ['--readme'] : []);
+    if (code !== 0 && status === 0) status = code;
+  }
 }
+console.log(`== done in ${((Date.now() - t0) / 1000).toFixed(0)} s (exit ${status})`);
 process.exit(status);

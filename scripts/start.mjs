@@ -1,7 +1,9 @@
 // `npm start`: installs what the demo needs (Debian packages, npm dependencies,
-// the native addon and the TypeScript build), then runs `ambit demo`.
-// Extra arguments are passed through: `npm start -- --keep`.
-import { spawnSync } from 'node:child_process';
+// the native addon and the TypeScript build), then runs `ambit demo`: the
+// living mesh with the dashboard, until Ctrl-C. Extra arguments are passed
+// through: `npm start -- --once` (the quick run), `npm start -- --tour`,
+// `npm start -- --port 8080`.
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { build, ensureNodeModules, ensureSystemPackages, root } from './ensure.mjs';
 
@@ -12,5 +14,9 @@ if (process.getuid?.() !== 0) {
 ensureSystemPackages({ tools: ['ip', 'nft', 'curl'], pythonH2: false });
 ensureNodeModules();
 build();
-const r = spawnSync(process.execPath, [join(root, 'bin', 'ambit.js'), 'demo', ...process.argv.slice(2)], { stdio: 'inherit' });
-process.exit(r.status ?? 1);
+const child = spawn(process.execPath, [join(root, 'bin', 'ambit.js'), 'demo', ...process.argv.slice(2)], { stdio: 'inherit' });
+// Ctrl-C reaches the demo directly (same process group) and it tears the lab down;
+// this wrapper stays until it is done. SIGTERM (e.g. from a service manager) is passed on.
+process.on('SIGINT', () => {});
+process.on('SIGTERM', () => child.kill('SIGTERM'));
+child.on('exit', (code, signal) => process.exit(code ?? (signal ? 128 + 15 : 1)));

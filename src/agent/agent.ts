@@ -52,6 +52,7 @@ import { InboundAuthz } from './inbound-authz.js';
 import { InPodManager, type EnrolledPod, type PodProxy } from './inpod-manager.js';
 import { handleCapturedOutbound, handleSocksConnection, type OutboundDeps } from './outbound.js';
 import { Telemetry } from './telemetry.js';
+import { WaypointMetrics } from './waypoint-metrics.js';
 import { AgentZdsClient } from './zds-client.js';
 
 export { loadClusterFile } from './cluster-view.js';
@@ -129,7 +130,8 @@ export class Agent {
     this.#secrets = new SecretManager({ source, clock: this.#w.clock, ttlSeconds: cfg.certTtlSeconds, logger: world.logger });
     this.#certs = new WorkloadCertificates(this.#secrets);
     this.#telemetry = new Telemetry(world.registry, world.logger, { clock: this.#w.clock });
-    this.#authz = new InboundAuthz(() => view.current, world.logger);
+    const waypointMetrics = new WaypointMetrics(world.registry);
+    this.#authz = new InboundAuthz(() => view.current, world.logger, waypointMetrics);
     this.#metrics = new AgentMetrics(world.registry, { pods: () => this.#manager.dump(), certificates: () => this.#secrets.dump() });
     this.#manager = new InPodManager({
       startProxy: (pod) => this.#startProxy(pod),
@@ -183,6 +185,7 @@ export class Agent {
       packetMark: cfg.packetMark,
       splice: cfg.splice,
       netnsOf,
+      waypointMetrics,
     };
     this.#inbound = createInboundServer(this.#inboundDeps);
     // A policy or workload change re-decides the open inbound connections.

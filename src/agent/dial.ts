@@ -9,6 +9,7 @@ import { isIPv4, type Socket } from 'node:net';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../hbone/settings.js';
 import type { NativeBinding, NetnsRef } from '../native/binding.js';
 import { connectFromNetns } from '../native/sockets.js';
+import { armAppSocket } from './relay.js';
 
 export interface PodDial {
   netns: NetnsRef;
@@ -22,7 +23,7 @@ export interface PodDial {
 /** Starts the dial; the socket is connecting (allowHalfOpen). */
 export function startPodDial(native: NativeBinding, o: PodDial): Socket {
   const transparent = o.spoofSource !== undefined && isIPv4(o.spoofSource) && isIPv4(o.host);
-  return connectFromNetns(native, {
+  const sock = connectFromNetns(native, {
     netns: o.netns,
     host: o.host,
     port: o.port,
@@ -30,6 +31,9 @@ export function startPodDial(native: NativeBinding, o: PodDial): Socket {
     allowHalfOpen: true,
     ...(transparent ? { transparent: true, bindAddress: o.spoofSource } : {}),
   }).setNoDelay(true);
+  // A dial to an app: an agent crash must reset it, not end it (relay.ts).
+  armAppSocket(native, sock);
+  return sock;
 }
 
 /** Dials and resolves once connected; rejects on error or after the connect deadline. */

@@ -22,3 +22,17 @@ export class UnresolvableHostError extends AgentError {
     super('AMBIT_ERR_AGENT_UNRESOLVABLE_HOST', `'${host}' is not a known service or workload name; use a cluster ip, pod ip or <svc>.<ns>.svc.<domain>`);
   }
 }
+
+export class WaypointUnavailableError extends AgentError {
+  constructor(
+    readonly waypoint: string,
+    readonly known = 0,
+  ) {
+    super(
+      'AMBIT_ERR_AGENT_WAYPOINT_UNAVAILABLE',
+      known === 0
+        ? `waypoint ${waypoint} has no ready endpoints; check that its pods run and are selected by its service`
+        : `waypoint ${waypoint} has no ready endpoints (${known} known, none healthy); check the waypoint pods' readiness`,
+    );
+  }
+}

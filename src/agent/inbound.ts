@@ -7,21 +7,28 @@
  *   outside the mesh, allowed (PERMISSIVE) and counted as not mTLS.
  * Where the pod's traffic is captured, the connection to the app keeps the
  * original client address as its source, as ztunnel does.
+ * Waypoints: a destination that requires one (state/waypoint.ts) accepts
+ * only the waypoint's identities (InboundAuthz); a crafted service-VIP
+ * authority is refused as a deny (401) when that service has a waypoint.
+ * A tunnel from a waypoint pod carrying `forwarded: for=<client>` is
+ * reported with that client as its source (telemetry and access log only;
+ * the app still sees the waypoint's address).
  */
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import type { Logger } from '../common/logger.js';
 import type { Registry } from 'prom-client';
-import type { TraceParent } from '../hbone/headers.js';
+import type { ForwardedInfo, TraceParent } from '../hbone/headers.js';
 import { HboneServer } from '../hbone/server.js';
 import type { NativeBinding, NetnsRef } from '../native/binding.js';
 import { originalDst } from '../native/sockets.js';
 import type { ClusterState } from '../state/cluster-state.js';
 import type { LocalWorkload } from '../state/local-config.js';
+import { waypointWorkloads } from '../state/waypoint.js';
 import type { WorkloadCertificates } from './certs.js';
 import { ILLEGAL_TARGET_PORTS } from './config.js';
 import { dialPod, startPodDial } from './dial.js';
 import type { InboundAuthz } from './inbound-authz.js';
-import { relayTcp } from './relay.js';
+import { armAppSocket, relayTcp } from './relay.js';
 import { socketBytes, type ConnectionRecord, type OpenConnection, type Telemetry } from './telemetry.js';
 
 export interface InboundDeps {
@@ -43,18 +50,54 @@ export interface InboundDeps {
   authz: InboundAuthz;
 }
 
+/** The address in a `forwarded: for=` value: `ip`, `ip:port` or `[v6]:port`; undefined when it is not an IP. */
+export function forwardedClient(f: ForwardedInfo): { ip: string; port: number } | undefined {
+  const v = f.for?.trim();
+  if (!v) return undefined;
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(v) ?? /^([^:]+)(?::(\d+))?$/.exec(v);
+  const ip = m ? m[1] : v;
+  const port = m?.[2] !== undefined ? Number(m[2]) : 0;
+  if (ip === undefined || isIP(ip) === 0) return undefined;
+  return { ip, port: port <= 65535 ? port : 0 };
+}
+
+/**
+ * The source to report for a tunnel: the peer itself, or, when the peer is a
+ * waypoint pod authenticated as itself, the client it forwarded for.
+ */
+export function reportedSource(state: ClusterState, remoteIp: string, remotePort: number, peerIdentity: string, forwarded: ForwardedInfo): { addr: string; workload?: LocalWorkload; waypoint?: string } {
+  const peer = state.workloadByIp(remoteIp);
+  const direct = { addr: `${remoteIp}:${remotePort}`, ...(peer ? { workload: peer } : {}) };
+  if (!peer) return direct;
+  const waypoint = waypointWorkloads(state).get(peer.uid);
+  if (waypoint === undefined || state.identityOf(peer) !== peerIdentity) return direct;
+  const client = forwardedClient(forwarded);
+  if (!client) return { ...direct, waypoint };
+  const w = state.workloadByIp(client.ip);
+  return { addr: isIP(client.ip) === 6 ? `[${client.ip}]:${client.port}` : `${client.ip}:${client.port}`, ...(w ? { workload: w } : {}), waypoint };
+}
+
 export function createInboundServer(d: InboundDeps): HboneServer {
   const local = (ip: string) => {
     const w = d.state.workloadByIp(ip.replace(/^::ffff:/, ''));
     return w && w.node === d.node ? w : undefined;
   };
-  const record = (req: { peerIdentity: string; remoteAddress: string; remotePort: number; localAddress: string; authority: { host: string; port: number }; traceparent?: TraceParent }): ConnectionRecord => {
-    const src = d.state.workloadByIp(req.remoteAddress.replace(/^::ffff:/, ''));
+  const record = (req: {
+    peerIdentity: string;
+    remoteAddress: string;
+    remotePort: number;
+    localAddress: string;
+    authority: { host: string; port: number };
+    forwarded: ForwardedInfo;
+    traceparent?: TraceParent;
+  }): ConnectionRecord => {
+    const src = reportedSource(d.state, req.remoteAddress.replace(/^::ffff:/, ''), req.remotePort, req.peerIdentity, req.forwarded);
     const dst = local(req.localAddress);
     return {
       direction: 'inbound',
-      srcAddr: `${req.remoteAddress}:${req.remotePort}`,
-      ...(src ? { srcWorkload: src } : {}),
+      srcAddr: src.addr,
+      ...(src.workload ? { srcWorkload: src.workload } : {}),
+      ...(src.waypoint ? { waypoint: src.waypoint } : {}),
       srcIdentity: req.peerIdentity,
       dstAddr: `${req.authority.host}:${req.authority.port}`,
       dstHboneAddr: `${req.authority.host}:${req.authority.port}`,
@@ -78,7 +121,12 @@ export function createInboundServer(d: InboundDeps): HboneServer {
     resolveTarget: (req) => {
       const w = local(req.localAddress);
       if (!w) return { kind: 'unavailable', reason: `no local workload at ${req.localAddress}` };
-      if (req.authority.host !== w.ip) return { kind: 'bad_request', reason: `authority ${req.authority.host} is not this pod (${w.ip})` };
+      if (req.authority.host !== w.ip) {
+        // A service VIP whose service has a waypoint: a client trying to skip the waypoint is a deny, not a typo.
+        const skipped = d.authz.checkWaypoint(w, { srcIp: req.remoteAddress, dstIp: w.ip, dstPort: req.authority.port, peerIdentity: req.peerIdentity, authorityHost: req.authority.host });
+        if (skipped) return { kind: 'deny', reason: skipped.reason };
+        return { kind: 'bad_request', reason: `authority ${req.authority.host} is not this pod (${w.ip})` };
+      }
       if (ILLEGAL_TARGET_PORTS.has(req.authority.port)) return { kind: 'unavailable', reason: `port ${req.authority.port} belongs to the agent` };
       const decision = d.authz.check(w, { srcIp: req.remoteAddress, dstIp: w.ip, dstPort: req.authority.port, peerIdentity: req.peerIdentity });
       if (!decision.allowed) return { kind: 'deny', reason: decision.reason };
@@ -124,6 +172,8 @@ export function createInboundServer(d: InboundDeps): HboneServer {
 export function handlePlaintextInbound(client: Socket, w: LocalWorkload, d: InboundDeps): void {
   client.on('error', () => undefined);
   client.pause();
+  // Armed before the dial: an agent crash in between resets the client instead of ending it cleanly.
+  armAppSocket(d.native, client);
   const remote = (client.remoteAddress ?? '').replace(/^::ffff:/, '');
   let dst: { address: string; port: number };
   try {

@@ -9,7 +9,7 @@
  * an access-log line saying why.
  */
 import type { ClientHttp2Stream } from 'node:http2';
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { toError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { bridge, h2Side, tcpSide, type BridgeResult } from '../hbone/bridge.js';
@@ -22,10 +22,11 @@ import type { ClusterState } from '../state/cluster-state.js';
 import type { LocalWorkload } from '../state/local-config.js';
 import { ILLEGAL_TARGET_PORTS } from './config.js';
 import { dialPod } from './dial.js';
-import { relayTcp } from './relay.js';
+import { armAppSocket, relayTcp } from './relay.js';
 import { routeOutbound, type OutboundRoute } from './route.js';
 import { encodeReply, METHOD_NO_AUTH, METHOD_NONE_ACCEPTABLE, parseGreeting, parseRequest, SocksReply, SOCKS_VERSION } from './socks5.js';
 import { socketBytes, type ConnectionRecord, type Telemetry } from './telemetry.js';
+import type { WaypointMetrics } from './waypoint-metrics.js';
 
 export interface OutboundDeps {
   state: ClusterState;
@@ -40,6 +41,8 @@ export interface OutboundDeps {
   netnsOf(w: LocalWorkload): NetnsRef | undefined;
   /** Bound on the time a client may take to finish the SOCKS handshake. */
   handshakeTimeoutMs?: number;
+  /** Counts connections sent to, or refused for, a waypoint. */
+  waypointMetrics?: WaypointMetrics;
 }
 
 const MAX_SOCKS_HANDSHAKE_BYTES = 600;
@@ -98,12 +101,24 @@ function recordFor(client: Socket, src: LocalWorkload, route: OutboundRoute, d: 
     clusterId: 'Kubernetes',
   };
   if (route.kind === 'hbone') {
-    return { ...base, dstAddr: `${route.hboneHost}:${route.hbonePort}`, dstHboneAddr: route.authority, dstWorkload: route.dstWorkload, dstIdentity: route.dstIdentity, ...(route.service ? { dstService: route.service } : {}), mtls: true };
+    return {
+      ...base,
+      dstAddr: `${route.hboneHost}:${route.hbonePort}`,
+      dstHboneAddr: route.authority,
+      dstWorkload: route.dstWorkload,
+      dstIdentity: route.dstIdentity,
+      ...(route.service ? { dstService: route.service } : {}),
+      ...(route.waypoint ? { waypoint: route.waypoint } : {}),
+      mtls: true,
+    };
   }
   if (route.kind === 'passthrough') {
     return { ...base, dstAddr: `${route.host}:${route.port}`, ...(route.dstWorkload ? { dstWorkload: route.dstWorkload } : {}), ...(route.service ? { dstService: route.service } : {}), mtls: false };
   }
-  return { ...base, dstAddr: `${host}:${port}`, mtls: false };
+  if (route.waypoint === undefined) return { ...base, dstAddr: `${host}:${port}`, mtls: false };
+  // Refused for its waypoint: the access log still names the service the client asked for.
+  const svc = isIP(host) !== 0 ? d.state.serviceByVip(host) : d.state.serviceByName(host, src.namespace);
+  return { ...base, dstAddr: `${host}:${port}`, ...(svc ? { dstService: svc } : {}), waypoint: route.waypoint, mtls: false };
 }
 
 /** Maps a tunnel failure to a SOCKS reply and an Istio response flag. */
@@ -148,10 +163,13 @@ export function handleCapturedOutbound(client: Socket, src: LocalWorkload, d: Ou
 }
 
 async function forwardOutbound(client: Socket, src: LocalWorkload, host: string, port: number, early: Buffer, d: OutboundDeps, entry: OutboundEntry): Promise<void> {
+  // From here an agent crash resets the app's connection instead of ending it (a refusal's end() disarms it).
+  armAppSocket(d.native, client);
   const route = routeOutbound(d.state, src, host, port);
   const traceparent = route.kind === 'hbone' ? newTraceParent() : undefined;
   const rec = { ...recordFor(client, src, route, d, host, port), ...(traceparent ? { traceparent } : {}) };
   if (route.kind === 'refuse') {
+    if (route.waypoint !== undefined) d.waypointMetrics?.refused('source', 'no_ready_endpoints', route.waypoint);
     d.telemetry.failed(rec, 'NO_HEALTHY_UPSTREAM', route.error.message);
     entry.refused(SocksReply.HostUnreachable);
     return;
@@ -172,6 +190,7 @@ async function forwardOutbound(client: Socket, src: LocalWorkload, host: string,
     return;
   }
   const conn = d.telemetry.opened(rec);
+  if (route.kind === 'hbone' && route.waypoint !== undefined) d.waypointMetrics?.routed(route.waypoint);
   entry.accepted();
   // counted from here, after the SOCKS reply: what the client sends is "sent" (reporter=source)
   conn.trackBytes(socketBytes(client, 'sent'));

@@ -5,13 +5,20 @@
  *   service VIP / name + port ─► pick an endpoint ─► as above (or passthrough
  *                                 when the endpoint is not in the mesh)
  *   anything else             ─► passthrough (plain TCP to the original destination)
+ * Waypoints (ztunnel.md §1 row 7): a service with a waypoint sends its
+ * service-addressed traffic to a waypoint pod (authority stays VIP:port);
+ * a workload with a waypoint, reached by pod IP or picked as a service
+ * endpoint, gets it through its waypoint (authority podIP:port). Traffic
+ * from a waypoint pod, or to the waypoint's own service or pods, is never
+ * re-routed. No ready waypoint pod refuses the connection (fail closed).
  */
 import { isIP } from 'node:net';
 import { formatAuthority } from '../hbone/authority.js';
 import { HBONE_PORT } from '../hbone/settings.js';
 import type { ClusterState } from '../state/cluster-state.js';
-import type { LocalService, LocalWorkload } from '../state/local-config.js';
-import { NoHealthyUpstreamError, UnresolvableHostError } from './errors.js';
+import type { LocalGatewayAddress, LocalService, LocalWorkload } from '../state/local-config.js';
+import { isWaypointMember, resolveWaypoint } from '../state/waypoint.js';
+import { NoHealthyUpstreamError, UnresolvableHostError, WaypointUnavailableError } from './errors.js';
 import { eligibleEndpoints, pickWeighted } from './load-balance.js';
 
 export type OutboundRoute =
@@ -25,15 +32,22 @@ export type OutboundRoute =
       dstIdentity: string;
       dstWorkload: LocalWorkload;
       service?: LocalService;
+      /** Set when the hop is a waypoint: its `namespace/name` (dstWorkload is then the waypoint pod). */
+      waypoint?: string;
     }
   | { kind: 'passthrough'; host: string; port: number; dstWorkload?: LocalWorkload; service?: LocalService }
-  | { kind: 'refuse'; error: Error };
+  | { kind: 'refuse'; error: Error; waypoint?: string };
 
 export function routeOutbound(state: ClusterState, src: LocalWorkload, host: string, port: number, random: () => number = Math.random): OutboundRoute {
   let service: LocalService | undefined;
   let dst: { workload?: LocalWorkload; ip: string; port: number };
   if (isIP(host) === 0) {
     service = state.serviceByName(host, src.namespace);
+    if (service?.waypoint) {
+      const vip = service.vips[0];
+      const via = viaWaypoint(state, src, service.waypoint, vip !== undefined ? formatAuthority(vip, port) : `${service.hostname}:${port}`, service, service, random);
+      if (via) return via;
+    }
     if (!service) {
       const w = state.config.workloads.find((x) => x.name === host && x.namespace === src.namespace);
       if (!w) return { kind: 'refuse', error: new UnresolvableHostError(host) };
@@ -45,6 +59,10 @@ export function routeOutbound(state: ClusterState, src: LocalWorkload, host: str
     }
   } else {
     service = state.serviceByVip(host);
+    if (service?.waypoint) {
+      const via = viaWaypoint(state, src, service.waypoint, formatAuthority(host, port), service, service, random);
+      if (via) return via;
+    }
     if (service?.loadBalancing?.mode === 'PASSTHROUGH') {
       // No balancing by the mesh: the connection goes to the address it was sent to.
       return { kind: 'passthrough', host, port, service };
@@ -59,6 +77,11 @@ export function routeOutbound(state: ClusterState, src: LocalWorkload, host: str
     }
   }
   const w = dst.workload;
+  if (w?.waypoint) {
+    // Pod-addressed, or the endpoint a service without a waypoint picked: the workload's own waypoint.
+    const via = viaWaypoint(state, src, w.waypoint, formatAuthority(w.ip, dst.port), w, service, random);
+    if (via) return via;
+  }
   if (!w || w.tunnelProtocol === 'NONE') {
     return { kind: 'passthrough', host: dst.ip, port: dst.port, ...(w ? { dstWorkload: w } : {}), ...(service ? { service } : {}) };
   }
@@ -70,6 +93,36 @@ export function routeOutbound(state: ClusterState, src: LocalWorkload, host: str
     dstIdentity: state.identityOf(w),
     dstWorkload: w,
     ...(service ? { service } : {}),
+  };
+}
+
+/**
+ * The route through a waypoint, or undefined when this traffic must not be
+ * re-routed: it comes from the waypoint, or goes to the waypoint itself.
+ */
+function viaWaypoint(
+  state: ClusterState,
+  src: LocalWorkload,
+  ref: LocalGatewayAddress,
+  authority: string,
+  target: LocalService | LocalWorkload,
+  service: LocalService | undefined,
+  random: () => number,
+): OutboundRoute | undefined {
+  const wp = resolveWaypoint(state, ref);
+  if (isWaypointMember(wp, src)) return undefined;
+  if ('vips' in target ? wp.service === target || target.vips.some((v) => wp.addresses.has(v)) : wp.addresses.has(target.ip)) return undefined;
+  const ep = pickWeighted(eligibleEndpoints(wp.endpoints, src, wp.service?.loadBalancing), random);
+  if (!ep) return { kind: 'refuse', error: new WaypointUnavailableError(wp.name, wp.endpoints.length), waypoint: wp.name };
+  return {
+    kind: 'hbone',
+    hboneHost: ep.workload.ip,
+    hbonePort: wp.hboneMtlsPort,
+    authority,
+    dstIdentity: state.identityOf(ep.workload),
+    dstWorkload: ep.workload,
+    ...(service ? { service } : {}),
+    waypoint: wp.name,
   };
 }
 

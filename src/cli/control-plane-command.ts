@@ -5,6 +5,8 @@ import { createRegistry } from '../common/metrics.js';
 import { kubeAuthClientFromConfig, KubeTokenReviewAuthenticator } from '../ca/kube-token-authenticator.js';
 import { NodeTokenAuthenticator } from '../ca/node-token-authenticator.js';
 import { KubeSource, kubeInformerFactory, loadKubeConfig } from '../control-plane/kube-source.js';
+import { apiKubeOps } from '../cni/kube-ops.js';
+import { startRootCertPublisher, type RootCertPublisher } from '../control-plane/root-cert-publisher.js';
 import { ControlPlane, type ControlPlaneConfig } from '../control-plane/server.js';
 import { formatStatus, type ControlPlaneStatus } from '../control-plane/status.js';
 import { boolFlag, enumFlag, intFlag, stringFlag, type Command, type ParsedArgs } from './command.js';
@@ -68,6 +70,12 @@ async function serve(args: ParsedArgs): Promise<number> {
         }
       : {}),
   });
+  // Kubernetes mode: publish the mesh root as ConfigMap istio-ca-root-cert in every namespace, as istiod does.
+  let rootCerts: RootCertPublisher | undefined;
+  if (kubeconfig || inCluster) {
+    const kc = loadKubeConfig(kubeconfig);
+    rootCerts = (await startRootCertPublisher({ kube: apiKubeOps(kc), rootCertPem: cp.rootCertPem ?? '', logger, informers: kubeInformerFactory(kc) })).publisher;
+  }
   const readyFile = stringFlag(args, 'ready-file');
   if (readyFile) {
     const { writeFile } = await import('node:fs/promises');
@@ -76,10 +84,12 @@ async function serve(args: ParsedArgs): Promise<number> {
   return new Promise<number>((resolve) => {
     const stop = (why: string): void => {
       logger.info({ why }, 'control plane shutting down');
-      void cp.close().then(() => {
-        logger.flush();
-        resolve(0);
-      });
+      void Promise.resolve(rootCerts?.close())
+        .then(() => cp.close())
+        .then(() => {
+          logger.flush();
+          resolve(0);
+        });
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

@@ -39,6 +39,6 @@ export const installCommand: Command = {
     'log-level': { type: 'string', help: 'control plane log level', default: 'info' },
     output: { type: 'string', short: 'o', help: 'yaml or json', default: 'yaml' },
   },
-  details: 'Before applying: install the Gateway API and Istio CRDs (deploy/README.md), and create the Secrets ambit-ca and ambit-node-tokens and the ConfigMap istio-ca-root-cert.',
+  details: 'Before applying: install the Gateway API and Istio CRDs (deploy/README.md), and create the Secrets ambit-ca and ambit-node-tokens (the control plane publishes the ConfigMap istio-ca-root-cert into every namespace).',
   run: (args) => Promise.resolve(runInstall(args, processOutput())),
 };

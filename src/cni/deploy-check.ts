@@ -7,6 +7,11 @@
  * capabilities it needs and the host paths ZDS, netns discovery and CNI
  * installation need, the projected token has audience istio-ca, the grace
  * period covers the drain deadline, and the RBAC is least-privilege.
+ * Waypoints (`ambit waypoint run`, deploy/waypoint.yaml): the flags the
+ * command needs, its HBONE/metrics/status ports declared, readiness on
+ * /healthz/ready, token audience istio-ca, root certificate from the
+ * istio-ca-root-cert ConfigMap, pod labels (gateway-name, dataplane-mode
+ * none), and a Service with port 15008 `mesh` (appProtocol hbone).
  * Schema validation is kube-schema.ts; this is the "what the code expects" half.
  */
 import { validateKubeObject } from './kube-schema.js';
@@ -25,7 +30,21 @@ export interface DeployExpectations {
   readonly controlPlaneMonitoringPort: number;
   /** Commands the manifests may run that are not registered yet (reported, not failed). */
   readonly pendingCommands?: readonly string[];
+  /** Which components must be present; default agent, cni and control-plane (a full install). */
+  readonly components?: readonly DeployComponent[];
+  /** Waypoint ports (`ambit waypoint run` defaults): HBONE 15008, metrics 15020, status 15021. */
+  readonly waypointHbonePort?: number;
+  readonly waypointMetricsPort?: number;
+  readonly waypointStatusPort?: number;
 }
+
+export type DeployComponent = 'agent' | 'cni' | 'control-plane' | 'waypoint';
+
+/** Flags `ambit waypoint run` cannot start without. */
+export const WAYPOINT_REQUIRED_FLAGS = ['name', 'namespace', 'xds-address', 'root-cert', 'token-file'] as const;
+export const ROOT_CERT_CONFIGMAP = 'istio-ca-root-cert';
+/** Writes the RBAC may grant (resource → verbs); everything else is read-only. */
+const ALLOWED_WRITES: Readonly<Record<string, readonly string[]>> = { tokenreviews: ['create'], configmaps: ['create', 'update'] };
 
 export const NODE_CAPABILITIES = ['NET_ADMIN', 'NET_RAW', 'SYS_ADMIN'] as const;
 export const NODE_HOST_PATHS = ['/etc/cni/net.d', '/opt/cni/bin', '/proc', '/var/run/ambit', '/var/run/netns'] as const;
@@ -97,6 +116,38 @@ function checkContainer(c: Obj, pod: Obj, cms: Map<string, Obj>, where: string, 
   return flags;
 }
 
+function checkWaypoint(c: Obj, w: Obj, pod: Obj, podLabels: Obj, flags: Map<string, string | true>, tokens: Map<string, string>, where: string, e: DeployExpectations, r: DeployReport): void {
+  for (const f of WAYPOINT_REQUIRED_FLAGS) if (typeof flags.get(f) !== 'string') r.problems.push(`${where}: 'ambit waypoint run' needs --${f}`);
+  const num = (f: string, d: number): number => Number(flags.get(f) ?? d);
+  const want: Array<[string, number]> = [
+    ['hbone', num('hbone-port', e.waypointHbonePort ?? 15008)],
+    ['metrics', num('metrics-port', e.waypointMetricsPort ?? 15020)],
+    ['status', num('status-port', e.waypointStatusPort ?? 15021)],
+  ];
+  for (const [what, p] of want) if (!ports(c).includes(p)) r.problems.push(`${where}: port ${p} (the waypoint's ${what} port) is not declared`);
+  const status = (want[2] as [string, number])[1];
+  const rp = obj(c.readinessProbe);
+  if (probePort(rp) !== status || str(obj(rp.httpGet).path) !== '/healthz/ready') r.problems.push(`${where}: readinessProbe must be GET /healthz/ready on ${status}`);
+  const mountOf = (p: string | true | undefined): Obj | undefined => (typeof p === 'string' ? list(c.volumeMounts).map(obj).find((m) => under(p, str(m.mountPath))) : undefined);
+  const tm = mountOf(flags.get('token-file'));
+  if (!tm || tokens.get(str(tm.name)) !== 'istio-ca') r.problems.push(`${where}: --token-file must be a projected service-account token with audience istio-ca`);
+  const rm = mountOf(flags.get('root-cert'));
+  const rv = list(pod.volumes).map(obj).find((v) => rm !== undefined && str(v.name) === str(rm.name));
+  if (!rv || str(obj(rv.configMap).name) !== ROOT_CERT_CONFIGMAP) r.problems.push(`${where}: --root-cert must come from the ConfigMap ${ROOT_CERT_CONFIGMAP}`);
+  const name = flags.get('name');
+  if (typeof name === 'string' && podLabels['gateway.networking.k8s.io/gateway-name'] !== name) r.problems.push(`${where}: pods need the label gateway.networking.k8s.io/gateway-name=${name}`);
+  if (podLabels['istio.io/dataplane-mode'] !== 'none') r.problems.push(`${where}: pods need the label istio.io/dataplane-mode=none (a waypoint is not captured by the node agent)`);
+  const ns = flags.get('namespace');
+  const wns = obj(w.metadata).namespace;
+  if (typeof ns === 'string' && wns !== undefined && wns !== ns) r.problems.push(`${where}: --namespace=${ns} is not the namespace it runs in (${str(wns)})`);
+  const podIp = flags.get('pod-ip');
+  if (typeof podIp === 'string') {
+    const v = /^\$\(([A-Z_][A-Z0-9_]*)\)$/.exec(podIp)?.[1];
+    const env = list(c.env).map(obj).find((x) => x.name === v);
+    if (!env || str(obj(obj(env.valueFrom).fieldRef).fieldPath) !== 'status.podIP') r.problems.push(`${where}: --pod-ip must be an env var from the downward API status.podIP`);
+  }
+}
+
 function ports(c: Obj): number[] {
   return list(c.ports).map((p) => Number(obj(p).containerPort));
 }
@@ -123,6 +174,8 @@ export function checkDeploy(docs: readonly unknown[], e: DeployExpectations): De
   let sawAgent = false;
   let sawCni = false;
   let sawCp = false;
+  let sawWaypoint = false;
+  const waypointServices = new Map<string, string>(); // workload name → waypoint name, for the Service check
   for (const w of workloads) {
     const name = `${str(w.kind)}/${str(obj(w.metadata).name)}`;
     const tmpl = obj(obj(w.spec).template);
@@ -158,6 +211,11 @@ export function checkDeploy(docs: readonly unknown[], e: DeployExpectations): De
         if (!mount || projected(pod).get(str(mount.name)) !== 'istio-ca') r.problems.push(`${where}: --token-file must be a projected service-account token with audience istio-ca`);
         if (typeof flags.get('zds-socket') !== 'string') r.problems.push(`${where}: the agent needs --zds-socket (the CNI node component enrolls the pods)`);
       }
+      if (cmd === 'waypoint' && str(list(c.args)[1]) === 'run') {
+        sawWaypoint = true;
+        checkWaypoint(c, w, pod, podLabels, flags, projected(pod), where, e, r);
+        waypointServices.set(str(obj(w.metadata).name), str(flags.get('name')));
+      }
       if (cmd === 'control-plane') {
         sawCp = true;
         const xds = Number(flags.get('port') ?? e.controlPlaneXdsPort);
@@ -184,9 +242,11 @@ export function checkDeploy(docs: readonly unknown[], e: DeployExpectations): De
       if (pod.hostNetwork === true) r.problems.push(`${name}: must not use hostNetwork (the agent listens inside pod netns)`);
     }
   }
-  if (!sawAgent) r.problems.push('no container runs `ambit agent`');
-  if (!sawCni) r.problems.push('no container runs `ambit cni`');
-  if (!sawCp) r.problems.push('no container runs `ambit control-plane`');
+  const required = new Set(e.components ?? ['agent', 'cni', 'control-plane']);
+  if (required.has('agent') && !sawAgent) r.problems.push('no container runs `ambit agent`');
+  if (required.has('cni') && !sawCni) r.problems.push('no container runs `ambit cni`');
+  if (required.has('control-plane') && !sawCp) r.problems.push('no container runs `ambit control-plane`');
+  if (required.has('waypoint') && !sawWaypoint) r.problems.push('no container runs `ambit waypoint run`');
   // Services: selectors match a workload, targetPorts are declared container ports.
   for (const s of objs.filter((o) => o.kind === 'Service')) {
     const sel = obj(obj(s.spec).selector);
@@ -201,6 +261,13 @@ export function checkDeploy(docs: readonly unknown[], e: DeployExpectations): De
       const tp = obj(p).targetPort ?? obj(p).port;
       if (typeof tp === 'number' && !declared.includes(tp)) r.problems.push(`${name}: targetPort ${tp} is not a container port`);
     }
+    const wp = waypointServices.get(str(obj(match.metadata).name));
+    if (wp !== undefined) {
+      const hbone = e.waypointHbonePort ?? 15008;
+      const mesh = list(obj(s.spec).ports).map(obj).find((p) => p.port === hbone);
+      if (!mesh || mesh.name !== 'mesh' || mesh.appProtocol !== 'hbone') r.problems.push(`${name}: a waypoint Service needs port ${hbone} named mesh with appProtocol hbone`);
+      if (str(obj(s.metadata).name) !== wp) r.problems.push(`${name}: the waypoint Service must be named like its Gateway (${wp}); the control plane finds the waypoint address by that name`);
+    }
   }
   // RBAC: read-only except TokenReview create; no wildcards.
   for (const role of objs.filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role')) {
@@ -209,11 +276,11 @@ export function checkDeploy(docs: readonly unknown[], e: DeployExpectations): De
       const verbs = list(rule.verbs).map(str);
       const resources = list(rule.resources).map(str);
       if ([...verbs, ...resources, ...list(rule.apiGroups).map(str)].includes('*')) r.problems.push(`${name}: wildcards are not least privilege`);
-      const tokenReview = resources.length === 1 && resources[0] === 'tokenreviews';
-      for (const v of verbs) if (!(READ_VERBS.has(v) || (tokenReview && v === 'create'))) r.problems.push(`${name}: verb '${v}' on ${resources.join(',')} is more than reading`);
+      const writable = resources.length === 1 ? (ALLOWED_WRITES[resources[0] as string] ?? []) : [];
+      for (const v of verbs) if (!(READ_VERBS.has(v) || writable.includes(v))) r.problems.push(`${name}: verb '${v}' on ${resources.join(',')} is more than reading`);
     }
   }
-  if (!objs.some((o) => o.kind === 'ClusterRole' && list(o.rules).some((x) => list(obj(x).resources).includes('tokenreviews') && list(obj(x).verbs).includes('create')))) {
+  if (required.has('control-plane') && !objs.some((o) => o.kind === 'ClusterRole' && list(o.rules).some((x) => list(obj(x).resources).includes('tokenreviews') && list(obj(x).verbs).includes('create')))) {
     r.problems.push('the control plane needs RBAC to create tokenreviews (CA authentication of projected tokens)');
   }
   return r;

@@ -2,7 +2,9 @@
  * Renders the manifests in deploy/ for a namespace, image and options (what
  * `ambit install --dry-run` prints, in the style of `helm template`). The
  * files in deploy/ are the single source: rendering edits parsed objects,
- * never text, so the output stays valid YAML.
+ * never text, so the output stays valid YAML. `renderWaypoint` renders
+ * deploy/waypoint.yaml (Gateway, ServiceAccount, Service, Deployment) for one
+ * waypoint, which `ambit waypoint apply` applies.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +14,7 @@ import { parseAllDocuments, stringify } from 'yaml';
 export const DEPLOY_DIR = fileURLToPath(new URL('../../../deploy/', import.meta.url));
 export const DEPLOY_FILES = ['namespace.yaml', 'rbac.yaml', 'control-plane.yaml', 'daemonset.yaml'] as const;
 export const DEFAULT_NAMESPACE = 'istio-system';
+export const WAYPOINT_FILE = 'waypoint.yaml';
 
 export interface RenderOptions {
   readonly namespace?: string;
@@ -78,4 +81,36 @@ export function renderDeploy(o: RenderOptions = {}): unknown[] {
 
 export function toYamlStream(docs: readonly unknown[]): string {
   return docs.map((d) => stringify(d, { lineWidth: 0 })).join('---\n');
+}
+
+export interface WaypointRenderOptions {
+  readonly namespace: string;
+  readonly name: string;
+  /** istio.io/waypoint-for on the Gateway: service (default), workload, all, none. */
+  readonly forKind?: string;
+  readonly image?: string;
+  /** Where istiod runs (the xDS address becomes istiod.<ns>.svc:15012); default istio-system. */
+  readonly controlPlaneNamespace?: string;
+  readonly dir?: string;
+}
+
+function replaceDeep(v: unknown, f: (s: string) => string): unknown {
+  if (typeof v === 'string') return f(v);
+  if (Array.isArray(v)) return v.map((x) => replaceDeep(x, f));
+  if (isObj(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [f(k), replaceDeep(x, f)]));
+  return v;
+}
+
+/** The waypoint's Gateway, ServiceAccount, Service and Deployment, in that order (apply order). */
+export function renderWaypoint(o: WaypointRenderOptions): Array<Record<string, unknown> & { apiVersion: string; kind: string; metadata: { name: string; namespace: string; labels?: Record<string, string> } }> {
+  const cp = o.controlPlaneNamespace ?? DEFAULT_NAMESPACE;
+  const docs = loadDeployDocs(o.dir, [WAYPOINT_FILE]).map((d) =>
+    replaceDeep(d, (s) => s.replaceAll('__NAMESPACE__', o.namespace).replaceAll('__NAME__', o.name).replace(/istiod\.[a-z0-9-]+\.svc/, `istiod.${cp}.svc`)),
+  ) as Array<Record<string, unknown> & { apiVersion: string; kind: string; metadata: { name: string; namespace: string; labels?: Record<string, string> } }>;
+  for (const d of docs) {
+    if (d.kind === 'Gateway' && o.forKind) d.metadata.labels = { ...(d.metadata.labels ?? {}), 'istio.io/waypoint-for': o.forKind };
+    const pod = isObj(d.spec) && isObj(d.spec.template) && isObj(d.spec.template.spec) ? d.spec.template.spec : undefined;
+    if (pod && o.image) for (const c of Array.isArray(pod.containers) ? pod.containers.filter(isObj) : []) c.image = o.image;
+  }
+  return docs;
 }

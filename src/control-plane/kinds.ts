@@ -3,13 +3,20 @@
  * apiVersion group + kind, a validator that turns the raw object into a
  * normalized, typed `spec`, and which outputs it feeds (addresses,
  * authorizations). Unknown kinds are ignored (logged at debug by the
- * sources); new kinds (HTTPRoute, ...) are added with registerKind() without
- * touching the rest of the pipeline.
+ * sources); new kinds are added with registerKind() without touching the
+ * rest of the pipeline. The L7 kinds (HTTPRoute, GRPCRoute, VirtualService,
+ * DestinationRule, RequestAuthentication) are parsed in kinds-gateway-api.ts,
+ * kinds-istio-networking.ts and kinds-l7.ts and feed
+ * the waypoints' L7 config (translate-l7.ts).
  */
 import { isIP } from 'node:net';
+import { parseGRPCRoute, parseHTTPRoute, type GRPCRouteSpec, type HTTPRouteSpec } from './kinds-gateway-api.js';
+import { parseDestinationRule, parseVirtualService, type DestinationRuleSpec, type VirtualServiceSpec } from './kinds-istio-networking.js';
+import { parseRequestAuthentication, type RequestAuthenticationSpec } from './kinds-l7.js';
 import { FieldReader, InvalidField, isObj, type ConfigIssue } from './validation.js';
 
-export type Feeds = 'addresses' | 'authorizations';
+/** What a kind feeds: node agents' addresses/authorizations, or the waypoints' L7 config. */
+export type Feeds = 'addresses' | 'authorizations' | 'waypoints';
 
 /** Metadata common to every resource. */
 export interface ResourceMeta {
@@ -438,7 +445,7 @@ registerKind<AuthorizationPolicySpec>({
   versions: ['v1', 'v1beta1'],
   kind: 'AuthorizationPolicy',
   namespaced: true,
-  feeds: ['authorizations', 'addresses'],
+  feeds: ['authorizations', 'addresses', 'waypoints'],
   parse: parseAuthorizationPolicy,
 });
 registerKind<PeerAuthenticationSpec>({
@@ -459,6 +466,18 @@ registerKind<WorkloadEntrySpec>({
   parse: (r) => parseWorkloadEntryFields(r.child('spec', true)),
 });
 registerKind<GatewaySpec>({ group: 'gateway.networking.k8s.io', versions: ['v1', 'v1beta1'], kind: 'Gateway', namespaced: true, feeds: ['addresses'], parse: parseGateway });
+registerKind<HTTPRouteSpec>({ group: 'gateway.networking.k8s.io', versions: ['v1', 'v1beta1'], kind: 'HTTPRoute', namespaced: true, feeds: ['waypoints'], parse: (r, m) => parseHTTPRoute(r, m.namespace) });
+registerKind<GRPCRouteSpec>({ group: 'gateway.networking.k8s.io', versions: ['v1', 'v1alpha2'], kind: 'GRPCRoute', namespaced: true, feeds: ['waypoints'], parse: (r, m) => parseGRPCRoute(r, m.namespace) });
+registerKind<VirtualServiceSpec>({ group: 'networking.istio.io', versions: ['v1', 'v1beta1', 'v1alpha3'], kind: 'VirtualService', namespaced: true, feeds: ['waypoints'], parse: parseVirtualService });
+registerKind<DestinationRuleSpec>({ group: 'networking.istio.io', versions: ['v1', 'v1beta1', 'v1alpha3'], kind: 'DestinationRule', namespaced: true, feeds: ['waypoints'], parse: parseDestinationRule });
+registerKind<RequestAuthenticationSpec>({
+  group: 'security.istio.io',
+  versions: ['v1', 'v1beta1'],
+  kind: 'RequestAuthentication',
+  namespaced: true,
+  feeds: ['waypoints'],
+  parse: parseRequestAuthentication,
+});
 
 export type ParseOutcome = { type: 'resource'; resource: Resource } | { type: 'issue'; issue: ConfigIssue } | { type: 'ignored'; kind: string; apiVersion: string; namespace: string; name: string };
 

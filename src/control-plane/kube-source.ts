@@ -54,6 +54,12 @@ export const DEFAULT_WATCH_TARGETS: readonly KubeWatchTarget[] = [
   grp('networking.istio.io', 'v1', 'ServiceEntry', 'serviceentries'),
   grp('networking.istio.io', 'v1', 'WorkloadEntry', 'workloadentries'),
   grp('gateway.networking.k8s.io', 'v1', 'Gateway', 'gateways'),
+  // Waypoint L7 config (a missing CRD makes that informer retry with backoff; the others go on).
+  grp('gateway.networking.k8s.io', 'v1', 'HTTPRoute', 'httproutes'),
+  grp('gateway.networking.k8s.io', 'v1', 'GRPCRoute', 'grpcroutes'),
+  grp('networking.istio.io', 'v1', 'VirtualService', 'virtualservices'),
+  grp('networking.istio.io', 'v1', 'DestinationRule', 'destinationrules'),
+  grp('security.istio.io', 'v1', 'RequestAuthentication', 'requestauthentications'),
 ];
 
 /** KubeConfig from a kubeconfig file, or the in-cluster service account when no path is given. */

@@ -5,6 +5,9 @@
  *   resources + ConfigIssues) ─► [lab overlay] ─► translate ─► encode
  *   (version = content hash) ─► DeltaXdsServer.replaceAll (the server diffs,
  *   debounces and pushes only what changed) ─► agents
+ *                                 └─► translateL7 ─► one ambit.l7.v1.L7Config
+ *   per waypoint Gateway, named `<ns>/<name>` (waypoints subscribe to their
+ *   own name); a config that does not compile keeps the last good one.
  *
  *   IstioCaServer: node-token authentication, impersonation limited to the
  *   identities of the pods on the caller's node (from the same translation).
@@ -30,14 +33,16 @@ import { LocalCa } from '../identity/local-ca.js';
 import { spiffeId } from '../identity/spiffe.js';
 import { createCsr, generateWorkloadKey } from '../identity/x509.js';
 import { parseLocalClusterConfig, type LocalClusterConfig } from '../state/local-config.js';
+import { L7_CONFIG_TYPE_URL } from '../waypoint/l7-codec.js';
 import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL } from '../workload-api/types.js';
 import { DeltaXdsServer, type XdsResource } from '../xds/delta-server.js';
-import { encodeTranslation, type EncodedResource } from './diff.js';
+import { encodeL7Translation, encodeTranslation, type EncodedResource } from './diff.js';
 import { applyLabOverlay } from './lab-overlay.js';
 import { ManifestSource } from './manifest-source.js';
-import { ResourceStore } from './resource-store.js';
+import { ResourceStore, type ResourceSnapshot } from './resource-store.js';
 import { buildStatus, ControlPlaneMetrics, type ControlPlaneStatus } from './status.js';
 import { translate, type Translation, type TranslateOptions } from './translate.js';
+import { translateL7, type L7Translation } from './translate-l7.js';
 
 export const CONTROL_PLANE_NAMESPACE = 'istio-system';
 export const CONTROL_PLANE_SERVICE_ACCOUNT = 'istiod';
@@ -75,6 +80,8 @@ export class ControlPlane {
   readonly #metrics: ControlPlaneMetrics;
   readonly xds: DeltaXdsServer;
   #translation: Translation | undefined;
+  #l7: L7Translation | undefined;
+  #l7Encoded: ReadonlyMap<string, EncodedResource> = new Map();
   #lab: LocalClusterConfig | undefined;
   #manifests: ManifestSource | undefined;
   #extra: { close(): Promise<void> | void } | undefined;
@@ -88,9 +95,9 @@ export class ControlPlane {
     this.#w = world;
     this.#log = world.logger.child({ component: 'control-plane' });
     this.#metrics = new ControlPlaneMetrics(world.registry);
-    this.xds = new DeltaXdsServer({ typeUrls: [ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL], debounceMs: cfg.debounceMs ?? 100, logger: world.logger, registry: world.registry });
+    this.xds = new DeltaXdsServer({ typeUrls: [ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, L7_CONFIG_TYPE_URL], debounceMs: cfg.debounceMs ?? 100, logger: world.logger, registry: world.registry });
     this.xds.on('nack', (e: { typeUrl: string; nodeId: string; message: string }) => {
-      this.#metrics.countRejection(e.typeUrl === ADDRESS_TYPE_URL ? 'address' : 'authorization');
+      this.#metrics.countRejection(e.typeUrl === ADDRESS_TYPE_URL ? 'address' : e.typeUrl === L7_CONFIG_TYPE_URL ? 'l7' : 'authorization');
       this.#log.warn({ node: e.nodeId, typeUrl: e.typeUrl, detail: e.message }, 'agent rejected resources (NACK)');
     });
   }
@@ -114,8 +121,13 @@ export class ControlPlane {
     return this.#translation;
   }
 
+  /** The waypoints' L7 configs of the last translation (compileL7Config inputs by `<ns>/<name>`). */
+  get l7(): L7Translation | undefined {
+    return this.#l7;
+  }
+
   status(): ControlPlaneStatus {
-    return buildStatus(this.store, this.#translation, this.#metrics);
+    return buildStatus(this.store, this.#translation, this.#metrics, this.#l7Encoded.size);
   }
 
   async #start(): Promise<void> {
@@ -202,11 +214,34 @@ export class ControlPlane {
       const policies = toXds(encoded.authorizations);
       this.xds.replaceAll(ADDRESS_TYPE_URL, addresses);
       this.xds.replaceAll(AUTHORIZATION_TYPE_URL, policies);
+      this.#retranslateL7(snap, t, options);
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-      this.#log.info({ version: snap.version, addresses: addresses.length, authorizations: policies.length, issues: this.store.issues().length, ms: Math.round(ms) }, 'configuration translated');
+      this.#log.info(
+        { version: snap.version, addresses: addresses.length, authorizations: policies.length, waypoints: this.#l7Encoded.size, issues: this.store.issues().length, ms: Math.round(ms) },
+        'configuration translated',
+      );
     } catch (err) {
       // A translation bug must not stop serving the last good configuration.
       this.#log.error({ err: toError(err).message }, 'translation failed; still serving the previous configuration');
+    }
+  }
+
+  /** The waypoints' configs from the same snapshot; a failure here keeps the previous L7 configs and never stops the rest. */
+  #retranslateL7(snap: ResourceSnapshot, t: Translation, options: Partial<TranslateOptions>): void {
+    try {
+      const l7 = translateL7(snap, t, options);
+      t.notes.push(...l7.notes);
+      const encoded = encodeL7Translation(l7, this.#l7Encoded);
+      for (const e of encoded.errors) this.#log.warn({ err: e }, 'waypoint config not updated: the new one is invalid; the last good one stays served');
+      this.#l7 = l7;
+      this.#l7Encoded = encoded.resources;
+      this.xds.replaceAll(
+        L7_CONFIG_TYPE_URL,
+        [...encoded.resources.values()].map((r) => ({ name: r.name, version: r.version, body: r.bytes })),
+      );
+    } catch (err) {
+      t.notes.push(`waypoint L7 translation failed (${toError(err).message}); the previous waypoint configs stay served`);
+      this.#log.error({ err: toError(err).message }, 'waypoint L7 translation failed; still serving the previous waypoint configs');
     }
   }
 
@@ -238,6 +273,7 @@ export class ControlPlane {
               connections: this.xds.connectionsInfo(),
               addresses: Object.fromEntries(this.#translation?.addresses ?? []),
               authorizations: Object.fromEntries(this.#translation?.authorizations ?? []),
+              waypoints: Object.fromEntries(this.#l7?.configs ?? []),
             });
             return;
           default:

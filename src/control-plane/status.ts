@@ -7,8 +7,8 @@
  *
  * Metrics: `ambit_control_plane_config_errors{kind}` (gauge, current issues;
  * kind `yaml` for file-level problems) and
- * `ambit_control_plane_rejections_total{type}` (counter; type `address` or
- * `authorization`).
+ * `ambit_control_plane_rejections_total{type}` (counter; type `address`,
+ * `authorization` or `l7` for waypoint configs).
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ResourceStore } from './resource-store.js';
@@ -20,7 +20,8 @@ export interface ControlPlaneStatus {
   readonly sources: readonly string[];
   /** Valid resources per kindId. */
   readonly resources: Readonly<Record<string, number>>;
-  readonly served: { readonly workloads: number; readonly services: number; readonly authorizations: number };
+  /** `waypoints`: L7 configs served, one per waypoint Gateway (set by the control plane server). */
+  readonly served: { readonly workloads: number; readonly services: number; readonly authorizations: number; readonly waypoints?: number };
   readonly issues: ReadonlyArray<ConfigIssue & { readonly text: string }>;
   readonly notes: readonly string[];
   readonly rejections: number;
@@ -47,7 +48,7 @@ export class ControlPlaneMetrics {
     for (const [kind, n] of by) this.#errors.set({ kind }, n);
   }
 
-  countRejection(type: 'address' | 'authorization', n = 1): void {
+  countRejection(type: 'address' | 'authorization' | 'l7', n = 1): void {
     this.#rejections.inc({ type }, n);
     this.#total += n;
   }
@@ -57,7 +58,7 @@ export class ControlPlaneMetrics {
   }
 }
 
-export function buildStatus(store: ResourceStore, translation: Translation | undefined, metrics?: ControlPlaneMetrics): ControlPlaneStatus {
+export function buildStatus(store: ResourceStore, translation: Translation | undefined, metrics?: ControlPlaneMetrics, waypoints?: number): ControlPlaneStatus {
   const snap = store.snapshot();
   let workloads = 0;
   let services = 0;
@@ -69,7 +70,7 @@ export function buildStatus(store: ResourceStore, translation: Translation | und
     version: snap.version,
     sources: store.sources(),
     resources: snap.counts(),
-    served: { workloads, services, authorizations: translation?.authorizations.size ?? 0 },
+    served: { workloads, services, authorizations: translation?.authorizations.size ?? 0, ...(waypoints !== undefined ? { waypoints } : {}) },
     issues: store.issues().map((i) => ({ ...i, text: formatIssue(i) })),
     notes: translation?.notes ?? [],
     rejections: metrics?.rejections ?? 0,
@@ -80,7 +81,7 @@ export function buildStatus(store: ResourceStore, translation: Translation | und
 export function formatStatus(s: ControlPlaneStatus): string {
   const lines = [`config version ${s.version}, ${s.sources.length} source(s)`, 'resources:'];
   for (const [k, n] of Object.entries(s.resources).sort()) lines.push(`  ${k}: ${n}`);
-  lines.push(`served: ${s.served.workloads} workload(s), ${s.served.services} service(s), ${s.served.authorizations} authorization(s)`);
+  lines.push(`served: ${s.served.workloads} workload(s), ${s.served.services} service(s), ${s.served.authorizations} authorization(s)${s.served.waypoints !== undefined ? `, ${s.served.waypoints} waypoint config(s)` : ''}`);
   lines.push(`rejected by agents: ${s.rejections}`);
   lines.push(s.issues.length === 0 ? 'issues: none' : `issues (${s.issues.length}):`);
   for (const i of s.issues) lines.push(`  ${i.text}`);

@@ -17,6 +17,8 @@
  *   it off; istio.io/use-waypoint-namespace for another namespace) names a
  *   Gateway of class istio-waypoint; it applies to services and/or workloads
  *   per the Gateway's istio.io/waypoint-for label (default `service`).
+ *   waypointIndex() exports these binding rules for the waypoints' own L7
+ *   config (translate-l7.ts).
  * - AuthorizationPolicy (ALLOW/DENY, not attached to a waypoint by
  *   targetRefs) -> Authorization; scope GLOBAL for the root namespace without
  *   selector, WORKLOAD_SELECTOR with a selector, else NAMESPACE. Rules with
@@ -135,30 +137,15 @@ export function translate(snap: ResourceSnapshot, options: Partial<TranslateOpti
   const netAddr = (ip: string, length?: number): NetworkAddress => ({ network: o.network, address: ipToBytes(ip) as Uint8Array, ...(length !== undefined ? { length } : {}) });
 
   // Waypoints.
-  const waypoints = new Map<string, { address: GatewayAddress; forKinds: Set<'service' | 'workload'> }>();
-  for (const gw of snap.list<GatewaySpec>('Gateway.gateway.networking.k8s.io')) {
-    if (gw.spec.gatewayClassName !== WAYPOINT_CLASS) continue;
-    const svc = snap.get<ServiceSpec>('Service', gw.namespace, gw.name);
-    const ip = svc?.spec.clusterIPs[0] ?? gw.spec.addresses[0];
-    const address: GatewayAddress =
-      ip !== undefined ? { address: netAddr(ip), hboneMtlsPort: HBONE_PORT } : { hostname: { namespace: gw.namespace, hostname: svcHost(gw.name, gw.namespace) }, hboneMtlsPort: HBONE_PORT };
-    const f = gw.labels['istio.io/waypoint-for'] ?? 'service';
-    const forKinds = new Set<'service' | 'workload'>(f === 'all' ? ['service', 'workload'] : f === 'service' ? ['service'] : f === 'workload' ? ['workload'] : []);
-    waypoints.set(`${gw.namespace}/${gw.name}`, { address, forKinds });
-  }
+  const waypoints = waypointIndex(snap, o);
   const waypointFor = (labels: Labels, namespace: string, kind: 'service' | 'workload', what: string): GatewayAddress | undefined => {
-    const ns = nsLabels.get(namespace) ?? {};
-    const own = labels['istio.io/use-waypoint'];
-    const name = own ?? ns['istio.io/use-waypoint'];
-    if (name === undefined || name === '' || name === 'none') return undefined;
-    const wpNs = (own !== undefined ? labels['istio.io/use-waypoint-namespace'] : ns['istio.io/use-waypoint-namespace']) ?? namespace;
-    const wp = waypoints.get(`${wpNs}/${name}`);
-    if (!wp) {
-      out.notes.push(`${what}: waypoint ${wpNs}/${name} (istio.io/use-waypoint) is not a Gateway of class ${WAYPOINT_CLASS}; no waypoint is set`);
+    const b = waypoints.bindingFor(labels, namespace);
+    if (b.missing !== undefined) {
+      out.notes.push(`${what}: waypoint ${b.missing} (istio.io/use-waypoint) is not a Gateway of class ${WAYPOINT_CLASS}; no waypoint is set`);
       return undefined;
     }
     // A namespace-wide label only covers the kinds the waypoint is for; an explicit object label too.
-    return wp.forKinds.has(kind) ? wp.address : undefined;
+    return b.waypoint?.forKinds.has(kind) ? b.waypoint.address : undefined;
   };
   const inMesh = (labels: Labels, namespace: string): boolean => {
     const own = labels['istio.io/dataplane-mode'];
@@ -448,6 +435,60 @@ export function translate(snap: ResourceSnapshot, options: Partial<TranslateOpti
     out.addresses.set(c.uid, { type: 'workload', workload: c.workload });
   }
   return out;
+}
+
+/** A Gateway of class istio-waypoint, as the bindings see it. */
+export interface WaypointInfo {
+  /** `<namespace>/<name>`; also the name of its L7 config resource. */
+  readonly key: string;
+  readonly namespace: string;
+  readonly name: string;
+  readonly address: GatewayAddress;
+  /** From the Gateway label istio.io/waypoint-for (default `service`; `all` is both; `none` neither). */
+  readonly forKinds: ReadonlySet<'service' | 'workload'>;
+}
+
+export interface WaypointIndex {
+  readonly waypoints: ReadonlyMap<string, WaypointInfo>;
+  /**
+   * The waypoint an object with `labels` in `namespace` names (its own
+   * istio.io/use-waypoint label, else its namespace's; `none` opts out).
+   * `missing` is `<ns>/<name>` when the label names no istio-waypoint
+   * Gateway. Whether it applies depends on `waypoint.forKinds`.
+   */
+  bindingFor(labels: Readonly<Record<string, string>>, namespace: string): { waypoint?: WaypointInfo; missing?: string };
+}
+
+/** The istio-waypoint Gateways of a snapshot and the istio.io/use-waypoint binding rules. */
+export function waypointIndex(snap: ResourceSnapshot, options: Partial<TranslateOptions> = {}): WaypointIndex {
+  const o: TranslateOptions = { ...DEFAULT_TRANSLATE_OPTIONS, ...options };
+  const nsLabels = new Map(snap.list('Namespace').map((n) => [n.name, n.labels]));
+  const waypoints = new Map<string, WaypointInfo>();
+  for (const gw of snap.list<GatewaySpec>('Gateway.gateway.networking.k8s.io')) {
+    if (gw.spec.gatewayClassName !== WAYPOINT_CLASS) continue;
+    const svc = snap.get<ServiceSpec>('Service', gw.namespace, gw.name);
+    const ip = svc?.spec.clusterIPs[0] ?? gw.spec.addresses[0];
+    const address: GatewayAddress =
+      ip !== undefined
+        ? { address: { network: o.network, address: ipToBytes(ip) as Uint8Array }, hboneMtlsPort: HBONE_PORT }
+        : { hostname: { namespace: gw.namespace, hostname: `${gw.name}.${gw.namespace}.svc.${o.clusterDomain}` }, hboneMtlsPort: HBONE_PORT };
+    const f = gw.labels['istio.io/waypoint-for'] ?? 'service';
+    const forKinds = new Set<'service' | 'workload'>(f === 'all' ? ['service', 'workload'] : f === 'service' ? ['service'] : f === 'workload' ? ['workload'] : []);
+    const key = `${gw.namespace}/${gw.name}`;
+    waypoints.set(key, { key, namespace: gw.namespace, name: gw.name, address, forKinds });
+  }
+  return {
+    waypoints,
+    bindingFor(labels, namespace) {
+      const ns = nsLabels.get(namespace) ?? {};
+      const own = labels['istio.io/use-waypoint'];
+      const name = own ?? ns['istio.io/use-waypoint'];
+      if (name === undefined || name === '' || name === 'none') return {};
+      const wpNs = (own !== undefined ? labels['istio.io/use-waypoint-namespace'] : ns['istio.io/use-waypoint-namespace']) ?? namespace;
+      const waypoint = waypoints.get(`${wpNs}/${name}`);
+      return waypoint ? { waypoint } : { missing: `${wpNs}/${name}` };
+    },
+  };
 }
 
 function localityFromLabels(l: Labels): Locality | undefined {

@@ -166,6 +166,39 @@ export class FieldReader {
     });
   }
 
+  /** A finite number (YAML int or float) from min to max; undefined when absent. */
+  optNumber(key: string, min: number, max: number): number | undefined {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) this.fail(key, `must be a number from ${min} to ${max}; got ${show(v)}`);
+    return v;
+  }
+
+  /**
+   * A duration as Kubernetes/Istio write them (`10s`, `1.5s`, `250ms`,
+   * `1m30s`, `1h`; Go time.ParseDuration units), in milliseconds;
+   * undefined when absent.
+   */
+  optDurationMs(key: string): number | undefined {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return undefined;
+    const ms = typeof v === 'string' ? parseDurationMs(v) : undefined;
+    if (ms === undefined) this.fail(key, `must be a duration such as '10s', '1.5s', '250ms' or '1m30s'; got ${show(v)}`);
+    return ms;
+  }
+
+  /** A regular expression (RE2 syntax as far as JavaScript shares it), checked to compile. */
+  optRegex(key: string): string | undefined {
+    const v = this.optString(key);
+    if (v === undefined) return undefined;
+    try {
+      new RegExp(v);
+    } catch (err) {
+      this.fail(key, `is not a valid regular expression (${(err as Error).message}); got ${show(v)}`);
+    }
+    return v;
+  }
+
   /** IPs or CIDRs (`10.0.0.0/8`, `10.1.2.3`). */
   cidrs(key: string): string[] {
     return this.strings(key).map((c, i) => {
@@ -183,4 +216,23 @@ export function isCidr(c: string): boolean {
   if (len === undefined) return true;
   if (!/^\d{1,3}$/.test(len)) return false;
   return Number(len) <= (fam === 4 ? 32 : 128);
+}
+
+const DURATION_UNITS_MS: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1, us: 0.001, 'µs': 0.001, ns: 0.000001 };
+
+/** Go-style duration (`1h2m3.5s`, `250ms`) in milliseconds; undefined if malformed. */
+export function parseDurationMs(text: string): number | undefined {
+  const t = text.trim();
+  if (t === '' || t === '0') return t === '0' ? 0 : undefined;
+  const re = /(\d+(?:\.\d+)?|\.\d+)(h|ms|m|s|us|µs|ns)/y;
+  let total = 0;
+  let at = 0;
+  while (at < t.length) {
+    re.lastIndex = at;
+    const m = re.exec(t);
+    if (!m) return undefined;
+    total += Number(m[1]) * (DURATION_UNITS_MS[m[2] as string] as number);
+    at = re.lastIndex;
+  }
+  return Math.round(total * 1000) / 1000;
 }

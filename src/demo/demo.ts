@@ -1,7 +1,8 @@
 /**
- * `ambit demo` (what `npm start` runs): a two-node lab with an agent per
+ * `ambit demo --once`, the quick run: a two-node lab with an agent per
  * node, a request from the client pod to the server pod through the mesh,
- * proof from the agents' own logs and metrics, then teardown.
+ * proof from the agents' own logs and metrics, then teardown. (`ambit demo`
+ * without flags is the living mesh with the dashboard: living.ts.)
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';

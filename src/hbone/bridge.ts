@@ -10,6 +10,7 @@
 import type { Http2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { resetSocket } from '../native/linger.js';
 
 export interface BridgeSide {
   readonly stream: Duplex;
@@ -72,27 +73,38 @@ export function bridge(a: BridgeSide, b: BridgeSide): Promise<BridgeResult> {
  * An HTTP/2 stream as a bridge side. Resetting it sends RST_STREAM alone:
  * Node's stream.close(code) would first send END_STREAM, which the peer
  * would rightly forward as a FIN before the reset.
+ *
+ * Node ends a stream's readable side ('end', rstCode 0) also when its session
+ * goes away without any END_STREAM from the peer: a local session.destroy()
+ * (the pool or the agent shutting down) detaches the stream first, and a lost
+ * connection marks it aborted. Only an 'end' seen while the stream is still
+ * attached to a live session and not aborted is a real END_STREAM; any other
+ * is a failure, or the app would read a clean EOF with bytes missing.
  */
 export function h2Side(stream: Http2Stream): BridgeSide {
+  let fakeEnd = false;
+  stream.once('aborted', () => (fakeEnd = true));
+  stream.once('end', () => {
+    if (stream.aborted || stream.session === undefined || stream.session.destroyed) fakeEnd = true;
+  });
   return {
     stream,
     reset: () => {
       if (!stream.destroyed) stream.destroy(new Error('peer side of the tunnel was reset'));
     },
-    closedAbnormally: () => (stream.rstCode ?? 0) !== 0 || !stream.readableEnded,
+    closedAbnormally: () => fakeEnd || (stream.rstCode ?? 0) !== 0 || !stream.readableEnded,
   };
 }
 
-/** A TCP socket as a bridge side: resetting it sends a TCP RST. */
+/**
+ * A TCP socket as a bridge side: resetting it sends a TCP RST, also after our
+ * FIN went out if the socket was armed for abortive close (native/linger.ts;
+ * otherwise such a socket is just closed: libuv cannot reset it).
+ */
 export function tcpSide(socket: Socket): BridgeSide {
   return {
     stream: socket,
-    reset: () => {
-      if (socket.destroyed) return;
-      // A socket that already sent its FIN cannot be reset (libuv: EINVAL); close it.
-      if (socket.writableEnded) socket.destroy();
-      else socket.resetAndDestroy();
-    },
+    reset: () => resetSocket(socket),
     closedAbnormally: () => socket.errored !== null || !socket.readableEnded,
   };
 }

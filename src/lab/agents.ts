@@ -93,6 +93,15 @@ export interface WatchedAgent {
   readonly proc: AgentProcess;
   readonly readyFile: string;
   readonly logFile: string;
+  /** How errors name the process; default `the agent on node <node>`. */
+  readonly what?: string;
+  /** Builds the error (default LabAgentError); gets the message and the log tail. */
+  readonly error?: (message: string, logTail: string) => Error;
+}
+
+function failure(a: WatchedAgent, message: string): Error {
+  const tail = tailFile(a.logFile);
+  return a.error ? a.error(message, tail) : new LabAgentError(a.node, message, tail);
 }
 
 /** Resolves once every agent's ready file exists; throws LabAgentError on early exit or timeout. */
@@ -107,17 +116,13 @@ export async function waitForAgents(agents: readonly WatchedAgent[], timeoutMs: 
       const exit = exits.get(a.node);
       if (exit) {
         const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code ?? 'unknown'}`;
-        throw new LabAgentError(a.node, `the agent on node ${a.node} ${how} before it was ready (log: ${a.logFile})`, tailFile(a.logFile));
+        throw failure(a, `${a.what ?? `the agent on node ${a.node}`} ${how} before it was ready (log: ${a.logFile})`);
       }
       pending ??= a;
     }
     if (!pending) return;
     if (Date.now() >= deadline) {
-      throw new LabAgentError(
-        pending.node,
-        `the agent on node ${pending.node} did not write its ready file ${pending.readyFile} within ${(timeoutMs / 1000).toFixed(1)}s (log: ${pending.logFile})`,
-        tailFile(pending.logFile),
-      );
+      throw failure(pending, `${pending.what ?? `the agent on node ${pending.node}`} did not write its ready file ${pending.readyFile} within ${(timeoutMs / 1000).toFixed(1)}s (log: ${pending.logFile})`);
     }
     await sleep(pollMs);
   }

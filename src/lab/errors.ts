@@ -46,6 +46,19 @@ export class LabAgentError extends LabError {
   }
 }
 
+/** A waypoint process exited before it was ready, or did not become ready in time. */
+export class LabWaypointError extends LabError {
+  /** `<namespace>/<pod>` of the waypoint pod. */
+  readonly pod: string;
+  readonly logTail: string;
+
+  constructor(pod: string, message: string, logTail: string) {
+    super('AMBIT_ERR_LAB_WAYPOINT_FAILED', `${message}\n--- last lines of the waypoint log ---\n${logTail || '(empty)'}`);
+    this.pod = pod;
+    this.logTail = logTail;
+  }
+}
+
 /** The host already routes one of the lab ranges somewhere real; the lab refuses to replace it. */
 export class LabRouteConflictError extends LabError {
   constructor(message: string) {

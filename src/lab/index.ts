@@ -13,4 +13,6 @@ export { loadManifests, parseManifests } from './manifests.js';
 export type { LabSpec, LabPodSpec, LabServiceSpec, LabRanges } from './manifests.js';
 export { planLab, toClusterConfig } from './topology.js';
 export type { LabPlan, PlannedNode, PlannedPod, PlannedService } from './topology.js';
-export { LabError, LabExistsError, LabNotFoundError, LabCommandError, LabAgentError, LabRouteConflictError, LabPrivilegeError, LabTeardownError } from './errors.js';
+export { LabError, LabExistsError, LabNotFoundError, LabCommandError, LabAgentError, LabRouteConflictError, LabPrivilegeError, LabTeardownError, LabWaypointError } from './errors.js';
+export { renderWaypointManifest, waypointPods, WAYPOINT_GATEWAY_LABEL, WAYPOINT_GATEWAY_CLASS } from './waypoints.js';
+export type { LabWaypointPod, WaypointManifestOptions } from './waypoints.js';

@@ -17,8 +17,9 @@ import { agentArgv, defaultAgentCommand, defaultSpawnAgent, processAlive, proces
 import { LabExistsError, LabNotFoundError, LabPrivilegeError, LabRouteConflictError, LabTeardownError } from './errors.js';
 import { execRunner, Ip, type CommandRunner } from './ip.js';
 import { loadManifests, type LabSpec } from './manifests.js';
-import { DEFAULT_STATE_ROOT, labRecordDir, listLabNames, readLabState, StateStore, type HostRouteRecord, type LabState } from './state.js';
+import { DEFAULT_STATE_ROOT, labRecordDir, listLabNames, readLabState, StateStore, type HostRouteRecord, type LabState, type WaypointRecord } from './state.js';
 import { BRIDGE_NAME, ETH0, GATEWAY_MAC, isLabNetns, planLab, POD_GATEWAY, POD_RESOLV_CONF, toClusterConfig, validateLabName, type LabPlan, type PlannedRoute } from './topology.js';
+import { startWaypointProcesses, stopWaypointProcesses, waypointKey, waypointPods, type LabWaypointPod, type WaypointLaunchContext } from './waypoints.js';
 
 export const DEFAULT_LAB_NAME = 'ambit';
 /** Every netns whose name starts with this is swept by `lab down --all`. */
@@ -63,8 +64,13 @@ export interface LabUpOptions extends LabEnvOptions {
    * like an istiod on that node) and start the agents in remote mode: xDS and
    * certificates from it. Editing the manifest folder then changes the live
    * mesh. Default false: the agents read the lab's cluster file.
+   *
+   * Every pod labelled `gateway.networking.k8s.io/gateway-name: <gw>` then
+   * runs `ambit waypoint run --name <gw>` in its netns (see waypoints.ts).
    */
   controlPlane?: boolean;
+  /** Appended to every waypoint's argv (control-plane mode), e.g. ['--otlp-endpoint', url]; kept for `labApply`. */
+  waypointArgs?: readonly string[];
 }
 
 /** Where the lab's control plane listens, on the first node's address. */
@@ -130,6 +136,7 @@ export interface LabStatus {
   readonly ranges?: { pod: string; service: string; node: string };
   readonly nodes: ReadonlyArray<{ name: string; ip: string; podCidr: string; netns: string; netnsExists: boolean; agent?: { pid: number; alive: boolean; logFile: string } }>;
   readonly pods: ReadonlyArray<{ uid: string; node: string; ip: string; netns: string; netnsExists: boolean }>;
+  readonly waypoints: ReadonlyArray<{ namespace: string; pod: string; gateway: string; pid: number; alive: boolean; logFile: string }>;
 }
 
 interface Env {
@@ -306,7 +313,32 @@ async function startControlPlane(e: Env, store: StateStore, plan: LabPlan, clust
   writeFileSync(join(stateDir, CONTROL_PLANE_LAUNCH_FILE), JSON.stringify(launch, null, 2) + '\n', { mode: 0o644 });
   const proc = await launchControlPlane(store, launch, opts.spawnAgent, opts.readyTimeoutMs);
   e.log.info({ pid: proc.pid, address: `${host.ip}:${LAB_CONTROL_PLANE_PORT}`, manifests: manifestsDir }, 'control plane started');
-  return { address: `${host.ip}:${LAB_CONTROL_PLANE_PORT}`, rootCert: join(caDir, 'root-cert.pem'), tokenFile: (node) => join(stateDir, `agent-token-${node}`) };
+  const address = `${host.ip}:${LAB_CONTROL_PLANE_PORT}`;
+  const rootCert = join(caDir, 'root-cert.pem');
+  store.update((s) => (s.controlPlane = { address, rootCert, ...(opts.waypointArgs ? { waypointArgs: [...opts.waypointArgs] } : {}), ...(opts.agentCommand ? { command: [...opts.agentCommand] } : {}) }));
+  return { address, rootCert, tokenFile: (node) => nodeTokenFile(stateDir, node) };
+}
+
+function nodeTokenFile(stateDir: string, node: string): string {
+  return join(stateDir, `agent-token-${node}`);
+}
+
+/** The launch context of a lab's waypoints; undefined unless the lab runs a control plane and agents. */
+function waypointContext(state: LabState): WaypointLaunchContext | undefined {
+  const cp = state.controlPlane;
+  if (!cp || !state.mesh) return undefined;
+  return { xdsAddress: cp.address, rootCert: cp.rootCert, tokenFile: (node) => nodeTokenFile(state.stateDir, node), stateDir: state.stateDir, ...(cp.waypointArgs ? { extraArgs: cp.waypointArgs } : {}) };
+}
+
+async function startLabWaypoints(e: Env, store: StateStore, pods: readonly LabWaypointPod[], opts: { spawnAgent?: SpawnAgent; readyTimeoutMs?: number }): Promise<WaypointRecord[]> {
+  const ctx = waypointContext(store.state);
+  if (!ctx || pods.length === 0) return [];
+  return startWaypointProcesses(store, pods, ctx, {
+    command: store.state.controlPlane?.command ?? defaultAgentCommand(),
+    ...(opts.spawnAgent ? { spawn: opts.spawnAgent } : {}),
+    readyTimeoutMs: opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
+    logger: e.log,
+  });
 }
 
 const CONTROL_PLANE_LAUNCH_FILE = 'control-plane.launch.json';
@@ -406,6 +438,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabHandle> {
     hostRoutes: [],
     hostsDirs: [],
     agents: [],
+    waypoints: [],
     nodes: plan.nodes.map((n) => ({ name: n.name, netns: n.netns, ip: n.ip, podCidr: n.podCidr })),
     pods: plan.pods.map((p) => ({ uid: p.uid, namespace: p.namespace, name: p.name, node: p.node, ip: p.ip, netns: p.netns })),
   });
@@ -417,6 +450,11 @@ export async function labUp(opts: LabUpOptions): Promise<LabHandle> {
     writeFileSync(clusterFile, JSON.stringify(cluster, null, 2) + '\n', { mode: 0o644 });
     store.update((s) => (s.clusterFile = clusterFile));
     if (mesh) await startAgents(e, store, plan, clusterFile, opts, opts.controlPlane ? await startControlPlane(e, store, plan, clusterFile, opts) : undefined);
+    const wps = waypointPods(plan.pods);
+    if (wps.length > 0 && !(mesh && opts.controlPlane)) {
+      e.log.warn({ pods: wps.map((w) => `${w.namespace}/${w.pod}`) }, 'waypoint pods need the control plane (xDS, certificates); they run no waypoint without --control-plane');
+    }
+    await startLabWaypoints(e, store, wps, opts);
     store.update((s) => (s.phase = 'up'));
     e.log.info({ lab: name, stateDir }, 'lab is up');
   } catch (err) {
@@ -473,8 +511,10 @@ async function downWith(e: Env, name: string): Promise<LabDownReport> {
   const removedDirs: string[] = [];
   const processes: StoppedProcess[] = [];
   if (state) {
-    new StateStore(e.root, state).update((s) => (s.phase = 'tearing-down'));
-    // Processes first: a netns stays alive while a process is inside it.
+    const store = new StateStore(e.root, state);
+    store.update((s) => (s.phase = 'tearing-down'));
+    // Processes first: a netns stays alive while a process is inside it. Waypoints before the agents and the control plane they use.
+    processes.push(...(await stopWaypointProcesses(store, state.waypoints ?? [], e.graceMs)));
     const results = await Promise.all(state.agents.map(async (a) => ({ where: a.node, pid: a.pid, result: await stopProcess(a.pid, a.startTime, e.graceMs) })));
     processes.push(...results);
     for (const netns of [...state.netns].reverse()) {
@@ -652,6 +692,8 @@ export interface LabApplyResult {
   readonly clusterFile: string;
   /** Pods whose mesh membership changed: uid -> 'joined' | 'left'. */
   readonly membership: Readonly<Record<string, 'joined' | 'left'>>;
+  /** Waypoint processes started / stopped because a pod gained, lost or changed its gateway-name label (`<ns>/<pod>=<gateway>`). */
+  readonly waypoints: { readonly started: readonly string[]; readonly stopped: readonly string[] };
 }
 
 /**
@@ -660,8 +702,11 @@ export interface LabApplyResult {
  * that leaves the ambient namespace is unenrolled within a second. The pod
  * set itself (names, nodes, addresses) must stay the same: network
  * namespaces are made by `lab up`, and changing them needs down and up.
+ * With a control plane (which watches the manifest folder itself), a pod
+ * that gains the label `gateway.networking.k8s.io/gateway-name` starts
+ * running a waypoint and one that loses it stops.
  */
-export async function labApply(name: string, source: { manifests?: string; spec?: LabSpec }, opts: LabEnvOptions = {}): Promise<LabApplyResult> {
+export async function labApply(name: string, source: { manifests?: string; spec?: LabSpec }, opts: LabEnvOptions & { spawnAgent?: SpawnAgent; readyTimeoutMs?: number } = {}): Promise<LabApplyResult> {
   validateLabName(name);
   const spec = source.spec ?? (source.manifests ? await loadManifests(source.manifests) : undefined);
   if (!spec) throw new ConfigError('lab apply needs manifests (a YAML file or a directory of YAML files)');
@@ -690,8 +735,19 @@ export async function labApply(name: string, source: { manifests?: string; spec?
   const tmp = `${state.clusterFile}.tmp-${process.pid}`;
   writeFileSync(tmp, JSON.stringify(cluster, null, 2) + '\n', { mode: 0o644 });
   renameSync(tmp, state.clusterFile);
-  e.log.info({ lab: name, membership }, 'lab manifests applied');
-  return { clusterFile: state.clusterFile, membership };
+  // Waypoint pods: a pod that gained (or changed) the gateway-name label gets a waypoint process, one that lost it loses it.
+  const store = new StateStore(e.root, state);
+  const wanted = waypointContext(state) ? waypointPods(plan.pods) : [];
+  const wantedKeys = new Set(wanted.map(waypointKey));
+  const running = state.waypoints ?? [];
+  const runningKeys = new Set(running.map((r) => waypointKey(r)));
+  const stale = running.filter((r) => !wantedKeys.has(waypointKey(r)));
+  await stopWaypointProcesses(store, stale, e.graceMs);
+  const fresh = wanted.filter((w) => !runningKeys.has(waypointKey(w)));
+  await startLabWaypoints(e, store, fresh, opts);
+  const waypoints = { started: fresh.map(waypointKey), stopped: stale.map((r) => waypointKey(r)) };
+  e.log.info({ lab: name, membership, waypoints }, 'lab manifests applied');
+  return { clusterFile: state.clusterFile, membership, waypoints };
 }
 
 export interface AgentRestart {
@@ -777,6 +833,7 @@ export async function labStatus(name: string = DEFAULT_LAB_NAME, opts: LabEnvOpt
       };
     }),
     pods: state.pods.map((p) => ({ uid: p.uid, node: p.node, ip: p.ip, netns: p.netns, netnsExists: existing.has(p.netns) })),
+    waypoints: (state.waypoints ?? []).map((w) => ({ namespace: w.namespace, pod: w.pod, gateway: w.gateway, pid: w.pid, alive: processAlive(w.pid, w.startTime), logFile: w.logFile })),
   };
 }
 

@@ -30,6 +30,29 @@ export interface AgentRecord {
   readonly readyFile: string;
 }
 
+/** A waypoint process (`ambit waypoint run`) in a waypoint pod's netns. */
+export interface WaypointRecord {
+  readonly namespace: string;
+  readonly pod: string;
+  readonly gateway: string;
+  readonly node: string;
+  readonly pid: number;
+  readonly startTime?: string;
+  readonly logFile: string;
+  readonly readyFile: string;
+}
+
+/** Where the lab's control plane serves, so later operations (apply) can start waypoints. */
+export interface ControlPlaneRecord {
+  /** host:port of xDS and the CA. */
+  readonly address: string;
+  readonly rootCert: string;
+  /** Argv appended to every waypoint (LabUpOptions.waypointArgs). */
+  readonly waypointArgs?: readonly string[];
+  /** Program and leading args used for the lab's processes (LabUpOptions.agentCommand). */
+  readonly command?: readonly string[];
+}
+
 export interface NodeRecord {
   readonly name: string;
   readonly netns: string;
@@ -65,6 +88,9 @@ export interface LabState {
   hostRoutes: HostRouteRecord[];
   hostsDirs: string[];
   agents: AgentRecord[];
+  /** Waypoint processes (control-plane mode only); stopped before the agents on `down`. */
+  waypoints: WaypointRecord[];
+  controlPlane?: ControlPlaneRecord;
   nodes: NodeRecord[];
   pods: PodRecord[];
   clusterFile?: string;
@@ -91,6 +117,7 @@ export function readLabState(root: string, name: string): LabState | undefined {
       hostRoutes: [],
       hostsDirs: [],
       agents: [],
+      waypoints: [],
       nodes: [],
       pods: [],
       ...s,

@@ -49,6 +49,12 @@ export interface SocketAddress {
   family: 4 | 6;
 }
 
+/** A socket's SO_LINGER setting. */
+export interface LingerState {
+  on: boolean;
+  seconds: number;
+}
+
 /** A datagram read by {@link NativeBinding.seqpacketRecv}. */
 export interface SeqpacketDatagram {
   data: Buffer;
@@ -104,6 +110,14 @@ export interface NativeBinding {
   getOriginalDst(fd: number): SocketAddress;
   setMark(fd: number, mark: number): void;
   getMark(fd: number): number;
+  /**
+   * SO_LINGER. `on` with 0 seconds makes every close of the socket abortive
+   * (RST instead of FIN), including the kernel's close when the process dies;
+   * `on` false restores the normal graceful close. `seconds` (0-3600) defaults to 0.
+   */
+  setLinger(fd: number, on: boolean, seconds?: number): void;
+  /** The socket's SO_LINGER. */
+  getLinger(fd: number): LingerState;
   /** ioctl(NS_GET_NSTYPE); throws ENOTTY (syscall 'ioctl') for fds that are not namespaces. */
   nsType(fd: number): number;
   /** close(2); EINTR counts as closed (Linux always releases the fd). */
@@ -128,8 +142,9 @@ export interface NativeBinding {
    * (socket→pipe→socket splice(2) both ways, driven by uv_poll on Node's
    * loop). Takes ownership of both fds and closes them when done. The
    * prefixes (bytes already read from A resp. B) are written first. EOF on
-   * one side becomes shutdown(SHUT_WR) on the other; an error closes both
-   * with RST. `callback` runs once with (error | null, aToB, bToA). Throws
+   * one side becomes shutdown(SHUT_WR) on the other, right after SO_LINGER is
+   * turned off there (an armed abortive close must not discard the tail, see
+   * linger.ts); an error closes both with RST. `callback` runs once with (error | null, aToB, bToA). Throws
    * (fds still the caller's) when pipes cannot be made or sized.
    */
   spliceStart(

@@ -9,7 +9,8 @@
  *   not in `netnsPaths` (when given), EBADF for unknown fds, ENOTTY/'ioctl' from
  *   nsType on fds not registered with `addNetnsFd`;
  * - SO_MARK bookkeeping per fd (from opts or setMark);
- * - original destinations that tests program per fd (`setOriginalDst`).
+ * - original destinations that tests program per fd (`setOriginalDst`);
+ * - SO_LINGER bookkeeping per fd (`lingers`; the kernel socket is untouched).
  *
  * - seqpacket sockets in memory: listen/connect by path, accept queues,
  *   datagrams with fds (a passed fd arrives as a new fake fd; netns fds stay
@@ -175,6 +176,21 @@ export class FakeNativeBinding implements NativeBinding {
     return this.marks.get(fd) ?? 0;
   }
 
+  /** SO_LINGER per fd as last set (real sockets' fds work too: nothing is applied to them). */
+  readonly lingers = new Map<number, { on: boolean; seconds: number }>();
+
+  setLinger(fd: number, on: boolean, seconds = 0): void {
+    this.enter('setLinger', [fd, on, seconds]);
+    if (typeof on !== 'boolean') throw new TypeError('on must be a boolean');
+    checkInt(seconds, 'seconds', 0, 3600);
+    this.lingers.set(fd, { on, seconds: on ? seconds : 0 });
+  }
+
+  getLinger(fd: number): { on: boolean; seconds: number } {
+    this.enter('getLinger', [fd]);
+    return { ...(this.lingers.get(fd) ?? { on: false, seconds: 0 }) };
+  }
+
   nsType(fd: number): number {
     this.enter('nsType', [fd]);
     if (!this.netnsFds.has(fd)) throw fakeNativeError('ENOTTY', 'ioctl', 'NS_GET_NSTYPE');
@@ -185,6 +201,7 @@ export class FakeNativeBinding implements NativeBinding {
     this.enter('closeFd', [fd]);
     if (!this.openFds.delete(fd)) throw fakeNativeError('EBADF', 'close');
     this.marks.delete(fd);
+    this.lingers.delete(fd);
     this.netnsFds.delete(fd);
     const s = this.seq.get(fd);
     if (s) {

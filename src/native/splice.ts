@@ -14,6 +14,7 @@
 import type net from 'node:net';
 import type { NativeBinding } from './binding.js';
 import { wrapNativeError } from './errors.js';
+import { resetSocket } from './linger.js';
 import { loadNativeBinding } from './load.js';
 import { socketFd } from './sockets.js';
 
@@ -132,8 +133,8 @@ function copyPump(a: net.Socket, b: net.Socket): Promise<SpliceResult> {
     };
     const onError = (err: Error): void => {
       res.error ??= err;
-      a.resetAndDestroy();
-      b.resetAndDestroy();
+      resetSocket(a);
+      resetSocket(b);
     };
     const relay = (from: net.Socket, to: net.Socket, count: (n: number) => void): void => {
       from.on('data', (chunk: Buffer) => {

@@ -20,6 +20,7 @@ export class ClusterState {
   readonly #policiesByUid = new Map<string, Authorization[]>();
   readonly #svcByVip = new Map<string, LocalService>();
   readonly #svcByName = new Map<string, LocalService>();
+  readonly #svcByNsHost = new Map<string, LocalService>();
 
   constructor(config: LocalClusterConfig) {
     this.config = config;
@@ -31,6 +32,7 @@ export class ClusterState {
     for (const s of config.services) {
       for (const vip of s.vips) this.#svcByVip.set(vip, s);
       this.#svcByName.set(s.hostname, s);
+      this.#svcByNsHost.set(`${s.namespace}/${s.hostname}`, s);
     }
   }
 
@@ -69,6 +71,11 @@ export class ClusterState {
 
   serviceByVip(vip: string): LocalService | undefined {
     return this.#svcByVip.get(vip);
+  }
+
+  /** The service with exactly this namespace and hostname (a GatewayAddress hostname reference). */
+  serviceByHostname(namespace: string, hostname: string): LocalService | undefined {
+    return this.#svcByNsHost.get(`${namespace}/${hostname}`) ?? (namespace === '' ? this.#svcByName.get(hostname) : undefined);
   }
 
   /**

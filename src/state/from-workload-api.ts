@@ -10,9 +10,9 @@
  * each pod (known to the CNI / the lab, never sent by istiod) and the nodes.
  */
 import { bytesToIp } from '../workload-api/ip.js';
-import type { LoadBalancing, Service, Workload } from '../workload-api/types.js';
+import type { GatewayAddress, LoadBalancing, Service, Workload } from '../workload-api/types.js';
 import type { WorkloadStoreSnapshot } from '../workload-api/store.js';
-import type { LocalClusterConfig, LocalEndpoint, LocalityScope, LocalLoadBalancing, LocalNode, LocalService, LocalWorkload } from './local-config.js';
+import type { LocalClusterConfig, LocalEndpoint, LocalGatewayAddress, LocalityScope, LocalLoadBalancing, LocalNode, LocalService, LocalWorkload } from './local-config.js';
 
 export interface LocalFacts {
   readonly trustDomain: string;
@@ -32,11 +32,24 @@ function toLoadBalancing(lb: LoadBalancing): LocalLoadBalancing {
   return { routingPreference: scopes, mode, healthPolicy: lb.healthPolicy === 'ALLOW_ALL' ? 'ALLOW_ALL' : 'ONLY_HEALTHY' };
 }
 
+/** GatewayAddress -> the local form; undefined when neither an address nor a hostname is usable. */
+export function toGatewayAddress(g: GatewayAddress | undefined): LocalGatewayAddress | undefined {
+  if (!g) return undefined;
+  const hboneMtlsPort = g.hboneMtlsPort || 15008;
+  if (g.address?.address) {
+    const ip = bytesToIp(g.address.address);
+    return ip ? { kind: 'address', ip, hboneMtlsPort } : undefined;
+  }
+  if (g.hostname?.hostname) return { kind: 'hostname', namespace: g.hostname.namespace ?? '', hostname: g.hostname.hostname, hboneMtlsPort };
+  return undefined;
+}
+
 function toWorkload(w: Workload, facts: LocalFacts): LocalWorkload | undefined {
   const first = w.addresses?.[0];
   const ip = first ? bytesToIp(first) : undefined;
   if (!ip || !w.uid || !w.name || !w.namespace) return undefined;
   const netns = facts.netnsByPod.get(`${w.namespace}/${w.name}`);
+  const waypoint = toGatewayAddress(w.waypoint);
   // Istio sends no pod labels; telemetry's canonical service and version come from these.
   const labels: Record<string, string> = {};
   if (w.canonicalName) labels.app = w.canonicalName;
@@ -54,6 +67,7 @@ function toWorkload(w: Workload, facts: LocalFacts): LocalWorkload | undefined {
     ...(w.locality ? { locality: { region: w.locality.region ?? '', zone: w.locality.zone ?? '', subzone: w.locality.subzone ?? '' } } : {}),
     ...(w.authorizationPolicies && w.authorizationPolicies.length > 0 ? { authorizationPolicies: [...w.authorizationPolicies] } : {}),
     ...(netns !== undefined ? { netns } : {}),
+    ...(waypoint ? { waypoint } : {}),
   };
 }
 
@@ -72,15 +86,19 @@ export function clusterConfigFromWorkloadApi(snap: WorkloadStoreSnapshot, facts:
       eps.push({ uid: lw.uid, ports, healthy: w.status !== 'UNHEALTHY' });
     }
   }
-  const services: LocalService[] = snap.services.map((s) => ({
-    name: s.name ?? '',
-    namespace: s.namespace ?? '',
-    hostname: s.hostname ?? '',
-    vips: (s.addresses ?? []).map((a) => (a.address ? bytesToIp(a.address) : undefined)).filter((ip): ip is string => ip !== undefined),
-    ports: (s.ports ?? []).map((p) => ({ port: p.servicePort ?? 0, targetPort: p.targetPort || p.servicePort || 0, protocol: 'TCP' as const })),
-    selector: {},
-    endpoints: endpoints.get(serviceKey(s)) ?? [],
-    ...(s.loadBalancing ? { loadBalancing: toLoadBalancing(s.loadBalancing) } : {}),
-  }));
+  const services: LocalService[] = snap.services.map((s) => {
+    const waypoint = toGatewayAddress(s.waypoint);
+    return {
+      name: s.name ?? '',
+      namespace: s.namespace ?? '',
+      hostname: s.hostname ?? '',
+      vips: (s.addresses ?? []).map((a) => (a.address ? bytesToIp(a.address) : undefined)).filter((ip): ip is string => ip !== undefined),
+      ports: (s.ports ?? []).map((p) => ({ port: p.servicePort ?? 0, targetPort: p.targetPort || p.servicePort || 0, protocol: 'TCP' as const })),
+      selector: {},
+      endpoints: endpoints.get(serviceKey(s)) ?? [],
+      ...(s.loadBalancing ? { loadBalancing: toLoadBalancing(s.loadBalancing) } : {}),
+      ...(waypoint ? { waypoint } : {}),
+    };
+  });
   return { trustDomain: facts.trustDomain, clusterDomain: facts.clusterDomain, nodes: facts.nodes, workloads, services, policies: snap.policies };
 }

@@ -29,7 +29,18 @@ export interface LocalWorkload {
   readonly locality?: { readonly region: string; readonly zone: string; readonly subzone: string };
   /** `namespace/name` of the WORKLOAD_SELECTOR policies that select it (from xDS). */
   readonly authorizationPolicies?: readonly string[];
+  /** Workload.waypoint: pod-addressed traffic goes through it (waypoint-for workload|all). */
+  readonly waypoint?: LocalGatewayAddress;
 }
+
+/**
+ * A waypoint reference (istio.workload.GatewayAddress): the waypoint
+ * Service's VIP (or a workload IP), or a Service by namespace and hostname,
+ * plus the port its HBONE listener takes.
+ */
+export type LocalGatewayAddress =
+  | { readonly kind: 'address'; readonly ip: string; readonly hboneMtlsPort: number }
+  | { readonly kind: 'hostname'; readonly namespace: string; readonly hostname: string; readonly hboneMtlsPort: number };
 
 export interface LocalServicePort {
   readonly name?: string;
@@ -54,6 +65,8 @@ export interface LocalService {
   readonly endpoints?: readonly LocalEndpoint[];
   /** Service.load_balancing (from xDS). */
   readonly loadBalancing?: LocalLoadBalancing;
+  /** Service.waypoint: service-addressed traffic goes through it. */
+  readonly waypoint?: LocalGatewayAddress;
 }
 
 export type LocalityScope = 'REGION' | 'ZONE' | 'SUBZONE' | 'NODE' | 'CLUSTER' | 'NETWORK';
@@ -140,6 +153,15 @@ function tunnelProtocol(v: unknown, where: string): 'HBONE' | 'NONE' {
   return v;
 }
 
+/** `waypoint: {address: <ip>} | {namespace, hostname}`, with `hboneMtlsPort` (default 15008). */
+function gatewayAddress(v: unknown, where: string): LocalGatewayAddress | undefined {
+  if (v === undefined) return undefined;
+  if (!isObj(v)) throw new ConfigError(`${where} must be a mapping with 'address' or 'namespace' and 'hostname'`);
+  const hboneMtlsPort = v.hboneMtlsPort === undefined ? 15008 : port(v.hboneMtlsPort, `${where}.hboneMtlsPort`);
+  if (v.address !== undefined) return { kind: 'address', ip: ip(v, 'address', where), hboneMtlsPort };
+  return { kind: 'hostname', namespace: str(v, 'namespace', where), hostname: str(v, 'hostname', where), hboneMtlsPort };
+}
+
 function deepFreeze<T>(v: T): T {
   if (typeof v === 'object' && v !== null) {
     for (const child of Object.values(v)) deepFreeze(child);
@@ -171,6 +193,7 @@ export function parseLocalClusterConfig(doc: unknown, source = 'cluster config')
     if (prev) throw new ConfigError(`${where}.ip ${addr} is already used by workload ${prev}`);
     seenIps.set(addr, uid);
     const netns = str(w, 'netns', where, true);
+    const waypoint = gatewayAddress(w.waypoint, `${where}.waypoint`);
     return {
       uid,
       name,
@@ -181,6 +204,7 @@ export function parseLocalClusterConfig(doc: unknown, source = 'cluster config')
       ...(netns ? { netns } : {}),
       labels: labels(w.labels, `${where}.labels`),
       tunnelProtocol: tunnelProtocol(w.tunnelProtocol, `${where}.tunnelProtocol`),
+      ...(waypoint ? { waypoint } : {}),
     };
   });
   const services = list(doc, 'services', source).map((s, i): LocalService => {
@@ -206,6 +230,7 @@ export function parseLocalClusterConfig(doc: unknown, source = 'cluster config')
         protocol,
       };
     });
+    const waypoint = gatewayAddress(s.waypoint, `${where}.waypoint`);
     return {
       name,
       namespace,
@@ -213,6 +238,7 @@ export function parseLocalClusterConfig(doc: unknown, source = 'cluster config')
       vips,
       ports,
       selector: labels(s.selector, `${where}.selector`),
+      ...(waypoint ? { waypoint } : {}),
     };
   });
   return deepFreeze({ trustDomain, clusterDomain, nodes, workloads, services });

@@ -98,7 +98,8 @@ export interface ServiceConfig {
   /** VIPs the CONNECT authority may name (HBONE-in). */
   readonly addresses: readonly string[];
   readonly port: number;
-  readonly protocol: 'http' | 'grpc';
+  /** 'tcp' = opaque TCP service: no HTTP parsing, bytes go to the first route's first backend cluster. */
+  readonly protocol: 'http' | 'grpc' | 'tcp';
   readonly routes: readonly RouteConfig[];
   readonly authorization: readonly AuthzPolicy[];
   readonly requestAuthentication: readonly JwtRule[];
@@ -140,10 +141,21 @@ export interface ClusterConfig {
   readonly loadBalancer: LoadBalancer;
 }
 
+/** A pod whose own traffic is bound to this waypoint (istio.io/waypoint-for workload|all). */
+export interface WorkloadConfig {
+  readonly address: string;
+  /** SPIFFE id expected from the workload's node agent ('unknown' = not checked). */
+  readonly principal: string;
+  readonly namespace: string;
+  readonly name: string;
+}
+
 export interface L7Config {
   readonly version: string;
   readonly services: readonly ServiceConfig[];
   readonly clusters: ReadonlyMap<string, ClusterConfig>;
+  /** CONNECT authorities naming one of these addresses (any port) pass through as TCP. */
+  readonly workloads: readonly WorkloadConfig[];
 }
 
 /** Istio/Envoy defaults where the resource is silent (reference §2). */
@@ -637,7 +649,7 @@ function deepFreeze<T>(v: T): T {
 /** Validates `input` once, applies defaults, and returns a deeply frozen config. Throws WaypointConfigError. */
 export function compileL7Config(input: unknown): L7Config {
   const o = obj(input, 'config');
-  allowKeys(o, 'config', ['version', 'services', 'clusters']);
+  allowKeys(o, 'config', ['version', 'services', 'clusters', 'workloads']);
   const clusterList = arr(o.clusters, 'clusters').map((c, i) => cluster(c, `clusters[${i}]`));
   const clusters = new Map<string, ClusterConfig>();
   clusterList.forEach((c, i) => {
@@ -659,11 +671,26 @@ export function compileL7Config(input: unknown): L7Config {
       namespace: so.namespace === undefined ? (hostname.split('.')[1] ?? 'unknown') : str(so.namespace, `${f}.namespace`),
       addresses: arr(so.addresses, `${f}.addresses`).map((a, j) => str(a, `${f}.addresses[${j}]`)),
       port,
-      protocol: oneOf(lower(so.protocol), `${f}.protocol`, ['http', 'grpc'], 'http'),
+      protocol: oneOf(lower(so.protocol), `${f}.protocol`, ['http', 'grpc', 'tcp'], 'http'),
       routes: arr(so.routes, `${f}.routes`).map((r, j) => route(r, `${f}.routes[${j}]`, names, j)),
       authorization: arr(so.authorization, `${f}.authorization`).map((p, j) => authzPolicy(p, `${f}.authorization[${j}]`)),
       requestAuthentication: arr(so.requestAuthentication, `${f}.requestAuthentication`).map((p, j) => jwtRule(p, `${f}.requestAuthentication[${j}]`)),
     };
   });
-  return deepFreeze({ version: o.version === undefined ? '' : str(o.version, 'version', { empty: true }), services, clusters });
+  const seenWl = new Set<string>();
+  const workloads = arr(o.workloads, 'workloads').map((w, i): WorkloadConfig => {
+    const f = `workloads[${i}]`;
+    const wo = obj(w, f);
+    allowKeys(wo, f, ['address', 'principal', 'namespace', 'name']);
+    const address = str(wo.address, `${f}.address`);
+    if (seenWl.has(address)) fail(`${f}.address`, `duplicates workload address ${address}`);
+    seenWl.add(address);
+    return {
+      address,
+      principal: wo.principal === undefined ? 'unknown' : str(wo.principal, `${f}.principal`, { empty: true }) || 'unknown',
+      namespace: wo.namespace === undefined ? 'unknown' : str(wo.namespace, `${f}.namespace`, { empty: true }) || 'unknown',
+      name: wo.name === undefined ? 'unknown' : str(wo.name, `${f}.name`, { empty: true }) || 'unknown',
+    };
+  });
+  return deepFreeze({ version: o.version === undefined ? '' : str(o.version, 'version', { empty: true }), services, clusters, workloads });
 }

@@ -26,11 +26,17 @@ import type { Logger } from '../common/logger.js';
 import type { InboundRequest, TargetDecision } from '../hbone/server.js';
 import { JwtAuthenticator } from './authn.js';
 import { ClusterState } from './cluster.js';
-import type { ClusterConfig, L7Config, ServiceConfig } from './config.js';
+import type { ClusterConfig, L7Config, ServiceConfig, WorkloadConfig } from './config.js';
+import type { ConnectionMeta } from './connection-meta.js';
+import { evaluateL4Authz } from './l4-authz.js';
 import { splitHostPort, type HeaderMap } from './match.js';
 import { Pipeline, type PipelineRequest, type ResponseSink, type SinkResult } from './pipeline.js';
 import type { WaypointPlugin } from './plugin.js';
 import { RequestBody } from './request-body.js';
+import { sniff } from './sniff.js';
+import { sourceFromBaggage } from './source-baggage.js';
+import { TcpProxy, type TcpTarget } from './tcp-proxy.js';
+import { WaypointTcpTelemetry } from './tcp-telemetry.js';
 import { WaypointTelemetry } from './telemetry.js';
 import { WaypointTracer, type TracingOptions } from './tracing.js';
 import { tcpDialer, UpstreamPool, type UpstreamDialer } from './upstream.js';
@@ -57,18 +63,7 @@ export interface WaypointOptions {
   mirrorTimeoutMs?: number;
 }
 
-/** What is known about one inner connection. */
-export interface ConnectionMeta {
-  readonly sourceAddress: string;
-  /** spiffe:// id of the HBONE peer. */
-  readonly peerIdentity?: string;
-  /** CONNECT target when the connection came through HBONE: selects the service. */
-  readonly target?: { host: string; port: number };
-  /** W3C baggage of the CONNECT (source workload attributes, as the agent sends them). */
-  readonly baggage?: ReadonlyMap<string, string>;
-}
-
-const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+export type { ConnectionMeta } from './connection-meta.js';
 
 export class Waypoint {
   readonly #log: Logger;
@@ -78,6 +73,7 @@ export class Waypoint {
   readonly #pool: UpstreamPool;
   readonly #tracer: WaypointTracer;
   readonly #pipeline: Pipeline;
+  readonly #tcp: TcpProxy;
   readonly registry: Registry;
   #config: L7Config;
   #clusters = new Map<string, ClusterState>();
@@ -86,6 +82,9 @@ export class Waypoint {
   readonly #meta = new WeakMap<object, ConnectionMeta>();
   readonly #listeners = new Set<NetServer>();
   readonly #sockets = new Set<Duplex>();
+  /** HTTP/1 connections and their in-flight request count (for drain). */
+  readonly #h1Sockets = new Map<Duplex, number>();
+  #draining = false;
   #internal: Promise<number> | undefined;
   readonly #pendingMeta = new Map<number, ConnectionMeta>();
   readonly #metaWaiters = new Map<number, (m: ConnectionMeta) => void>();
@@ -112,6 +111,15 @@ export class Waypoint {
       cluster: (name) => this.#clusters.get(name),
       clusterId: opts.clusterId ?? 'Kubernetes',
       mirrorTimeoutMs: opts.mirrorTimeoutMs ?? 10_000,
+    });
+    this.#tcp = new TcpProxy({
+      dialer: opts.dialer ?? tcpDialer(),
+      cluster: (name) => this.#clusters.get(name),
+      telemetry: new WaypointTcpTelemetry(this.registry, opts.logger),
+      logger: this.#log,
+      clock: this.#clock,
+      random: this.#random,
+      clusterId: opts.clusterId ?? 'Kubernetes',
     });
     this.#h1 = createH1Server({ keepAliveTimeout: 60_000, requestTimeout: 0 }, (req, res) => this.#onH1(req, res));
   }
@@ -140,29 +148,72 @@ export class Waypoint {
     return this.#clusters.get(name);
   }
 
-  /** Serves one inner connection (HTTP/1.1 or h2c prior knowledge). Never throws. */
+  /**
+   * Serves one inner connection. With a CONNECT target: a 'tcp' service or a
+   * bound workload is passed through as TCP at once; an 'http' service is
+   * sniffed (HTTP/1.1, h2c prior knowledge, else TCP passthrough); 'grpc' is
+   * HTTP. Without a target (plain listener) it must be HTTP. Never throws.
+   */
   handleConnection(socket: Duplex, meta: ConnectionMeta): void {
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
     socket.on('error', () => undefined);
     this.#meta.set(socket, meta);
+    const tcpTarget = meta.target ? this.#tcpTarget(meta.target.host, meta.target.port) : undefined;
+    if (tcpTarget) {
+      void this.#tcp.serve(socket, Buffer.alloc(0), meta, tcpTarget);
+      return;
+    }
     let buf = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
       buf = Buffer.concat([buf, chunk]);
-      const n = Math.min(buf.length, H2_PREFACE.length);
-      const isH2 = buf.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
-      if (isH2 && buf.length < H2_PREFACE.length) return;
+      const kind = sniff(buf);
+      if (kind === 'more') return;
       socket.off('data', onData);
-      if (isH2) {
+      if (kind === 'h2') {
         this.#serveH2(prepend(socket, buf), meta);
         return;
       }
+      const svc = kind === 'tcp' && meta.target ? this.#serviceByAddress(meta.target.host, meta.target.port) : undefined;
+      if (svc?.protocol === 'http' && meta.target) {
+        this.#fallbackTcp(socket, buf, meta, svc, meta.target.port);
+        return;
+      }
+      // HTTP, or garbage where only HTTP may be spoken: the HTTP/1 parser answers 400
       socket.pause();
       socket.unshift(buf);
+      this.#h1Sockets.set(socket, 0);
+      socket.once('close', () => this.#h1Sockets.delete(socket));
       this.#h1.emit('connection', socket);
       socket.resume();
     };
     socket.on('data', onData);
+    // a socket paused while its HBONE metadata was pending does not flow by itself
+    socket.resume();
+  }
+
+  /** Non-HTTP bytes for an 'http' service reached through HBONE: TCP passthrough after L4 authz. */
+  #fallbackTcp(socket: Duplex, head: Buffer, meta: ConnectionMeta, svc: ServiceConfig, port: number): void {
+    const v = evaluateL4Authz(svc.authorization, { ...(meta.peerIdentity ? { principal: meta.peerIdentity } : {}), sourceIp: meta.sourceAddress, destinationPort: port });
+    if (!v.allowed) {
+      this.#log.info({ src: meta.sourceAddress, principal: meta.peerIdentity, service: svc.hostname, reason: v.reason }, 'tcp connection denied');
+      socket.destroy();
+      return;
+    }
+    socket.pause();
+    void this.#tcp.serve(socket, head, meta, { kind: 'service', service: svc });
+  }
+
+  /** A CONNECT target served as opaque TCP: a 'tcp' service VIP, or (any port) a workload bound to this waypoint. */
+  #tcpTarget(host: string, port: number): TcpTarget | undefined {
+    const svc = this.#serviceByAddress(host, port);
+    if (svc) return svc.protocol === 'tcp' ? { kind: 'service', service: svc } : undefined;
+    const w = this.#workloadByAddress(host);
+    return w ? { kind: 'workload', workload: w, port } : undefined;
+  }
+
+  #workloadByAddress(host: string): WorkloadConfig | undefined {
+    return this.#config.workloads.find((w) => w.address === host);
   }
 
   /** A plain TCP listener (no HBONE); the service comes from the Host header. */
@@ -181,7 +232,11 @@ export class Waypoint {
     return {
       resolveTarget: async (req) => {
         const svc = this.#serviceByAddress(req.authority.host, req.authority.port);
-        if (!svc) return { kind: 'unavailable', reason: `no waypoint service for ${req.authority.host}:${req.authority.port}` };
+        if (!svc && !this.#workloadByAddress(req.authority.host)) return { kind: 'unavailable', reason: `no waypoint service for ${req.authority.host}:${req.authority.port}` };
+        if (svc?.protocol === 'tcp') {
+          const v = evaluateL4Authz(svc.authorization, { principal: req.peerIdentity, sourceIp: req.remoteAddress, destinationPort: req.authority.port });
+          if (!v.allowed) return { kind: 'deny', reason: v.reason };
+        }
         const port = await this.#internalPort();
         return { kind: 'allow', host: '127.0.0.1', port };
       },
@@ -224,8 +279,8 @@ export class Waypoint {
         }, 5000);
         this.#metaWaiters.set(rp, (m) => {
           clearTimeout(t);
+          // handleConnection resumes the socket itself when (and only when) it reads it
           this.handleConnection(s, m);
-          s.resume();
         });
       });
       this.#listeners.add(srv);
@@ -258,6 +313,14 @@ export class Waypoint {
   // ------------------------------------------------------------ HTTP/1.1
 
   #onH1(req: IncomingMessage, res: ServerResponse): void {
+    const sock = req.socket as Duplex;
+    this.#h1Sockets.set(sock, (this.#h1Sockets.get(sock) ?? 0) + 1);
+    if (this.#draining) res.shouldKeepAlive = false;
+    res.once('close', () => {
+      const n = Math.max(0, (this.#h1Sockets.get(sock) ?? 1) - 1);
+      if (this.#h1Sockets.has(sock)) this.#h1Sockets.set(sock, n);
+      if (this.#draining && n === 0) sock.end();
+    });
     const meta = this.#meta.get(req.socket) ?? { sourceAddress: req.socket.remoteAddress ?? '' };
     const headers: HeaderMap = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
@@ -327,6 +390,28 @@ export class Waypoint {
     return this.#tracer.flush();
   }
 
+  /**
+   * Graceful drain: listeners stop accepting, h2 sessions get GOAWAY, HTTP/1
+   * keep-alive connections are closed as soon as they are idle (after their
+   * in-flight response). Resolves when every inner connection is closed or
+   * after `deadlineMs`; close() then drops whatever is left.
+   */
+  async drain(deadlineMs: number): Promise<void> {
+    this.#draining = true;
+    for (const l of this.#listeners) l.close();
+    for (const session of this.#sessions) if (!session.closed) session.close();
+    // idle keep-alive connections end now; busy ones after their response (see #onH1)
+    for (const [sock, n] of this.#h1Sockets) if (n === 0) sock.end();
+    // wall time on purpose: a fake clock in tests must not make shutdown spin forever
+    const end = Date.now() + deadlineMs;
+    while (this.#sockets.size > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 25));
+  }
+
+  /** Inner connections currently open (HTTP and TCP passthrough). */
+  get openConnections(): number {
+    return this.#sockets.size;
+  }
+
   async close(): Promise<void> {
     for (const l of this.#listeners) l.close();
     for (const s of this.#sockets) s.destroy();
@@ -369,21 +454,7 @@ function prepend(socket: Duplex, head: Buffer): Duplex {
   return d;
 }
 
-/** Source workload attributes from the HBONE baggage (src/hbone/headers.ts formatBaggage). */
-export function sourceFromBaggage(b: ReadonlyMap<string, string>): NonNullable<PipelineRequest['sourceWorkload']> {
-  let workload: string | undefined;
-  for (const [k, v] of b) {
-    const m = /^k8s\.([a-z]+)\.name$/.exec(k);
-    if (m && m[1] !== 'cluster' && m[1] !== 'namespace') workload = v;
-  }
-  return {
-    ...(workload ? { workload } : {}),
-    ...(b.get('k8s.namespace.name') ? { namespace: b.get('k8s.namespace.name') as string } : {}),
-    ...(b.get('k8s.cluster.name') ? { cluster: b.get('k8s.cluster.name') as string } : {}),
-    ...(b.get('service.name') ? { canonicalService: b.get('service.name') as string } : {}),
-    ...(b.get('service.version') ? { canonicalRevision: b.get('service.version') as string } : {}),
-  };
-}
+export { sourceFromBaggage } from './source-baggage.js';
 
 function sameCluster(a: ClusterConfig, b: ClusterConfig): boolean {
   return a === b || JSON.stringify(a) === JSON.stringify(b);

@@ -22,8 +22,19 @@ import { WaypointUpstreamError } from './errors.js';
 import type { RequestBody } from './request-body.js';
 
 export type UpstreamProtocol = 'http1' | 'h2c';
-/** Opens a byte stream to an endpoint (TCP, or an HBONE tunnel). Rejects on connect failure. */
-export type UpstreamDialer = (endpoint: Endpoint, protocol: UpstreamProtocol) => Promise<Duplex>;
+/** What is known about the downstream of an opaque TCP connection (HBONE dialers send it as forwarded/baggage). */
+export interface DialContext {
+  readonly sourceAddress: string;
+  readonly baggage?: ReadonlyMap<string, string>;
+  /** The service the client addressed, when any. */
+  readonly serviceHost?: string;
+}
+/**
+ * Opens a byte stream to an endpoint (TCP, or an HBONE tunnel). Rejects on
+ * connect failure. `protocol` is 'tcp' for opaque passthrough, which also
+ * passes `ctx` (pooled HTTP connections are shared, so they carry none).
+ */
+export type UpstreamDialer = (endpoint: Endpoint, protocol: UpstreamProtocol | 'tcp', ctx?: DialContext) => Promise<Duplex>;
 
 /** Plain TCP dialer with a connect timeout (the test/default dialer). */
 export function tcpDialer(connectTimeoutMs = 10_000): UpstreamDialer {
@@ -284,7 +295,12 @@ export class UpstreamPool {
  * first chunk (seen with Node 20), so strings become Buffers here, in order.
  */
 function byteShim(inner: Duplex): Duplex {
+  // allowHalfOpen false: when the tunnel's read side ends (the backend or its
+  // agent went away), the shim ends and closes too. Node's Agent only drops an
+  // idle pooled connection on 'close'; a half-open shim would be reused and
+  // the next request would hang on a dead tunnel.
   const d = new Duplex({
+    allowHalfOpen: false,
     read() {
       inner.resume();
     },

@@ -121,7 +121,7 @@ test('default targets cover every kind of the table with list/watch paths', () =
   assert.ok(paths.includes('/api/v1/pods'));
   assert.ok(paths.includes('/apis/security.istio.io/v1/authorizationpolicies'));
   assert.ok(paths.includes('/apis/gateway.networking.k8s.io/v1/gateways'));
-  assert.equal(DEFAULT_WATCH_TARGETS.length, 11);
+  assert.equal(DEFAULT_WATCH_TARGETS.length, 16);
 });
 
 test('loadKubeConfig: a missing file is a KubeConfigError', () => {

@@ -84,8 +84,8 @@ test('field-level messages name the field', () => {
 });
 
 test('unknown kinds are ignored; the kind table is open', () => {
-  const p = parseManifestText('x.yaml', 'apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: n}\n');
-  assert.deepEqual(p.ignored, ['gateway.networking.k8s.io/v1 HTTPRoute n/r']);
+  const p = parseManifestText('x.yaml', 'apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {name: r, namespace: n}\n');
+  assert.deepEqual(p.ignored, ['gateway.networking.k8s.io/v1alpha2 TCPRoute n/r']);
   assert.equal(lookupKind('security.istio.io/v1beta1', 'AuthorizationPolicy')?.kind, 'AuthorizationPolicy');
   assert.equal(lookupKind('security.istio.io/v2', 'AuthorizationPolicy'), undefined);
   assert.equal(lookupKind('networking.istio.io/v1', 'Gateway'), undefined, 'the Istio Gateway is not the Gateway API one');

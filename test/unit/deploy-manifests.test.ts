@@ -10,8 +10,10 @@ import { describe, test } from 'node:test';
 import { DEFAULT_METRICS_PORT, DEFAULT_READINESS_PORT } from '../../src/agent/config.js';
 import { commands } from '../../src/cli/commands.js';
 import { DEFAULT_MONITORING_PORT, DEFAULT_XDS_TLS_PORT } from '../../src/cli/control-plane-command.js';
-import { checkDeploy, type CommandFlags, type DeployExpectations } from '../../src/cni/deploy-check.js';
-import { DEPLOY_DIR, loadDeployDocs, renderDeploy } from '../../src/cni/deploy-render.js';
+import { parseCommandArgs } from '../../src/cli/command.js';
+import { runWaypoint, WAYPOINT_RUN_FLAGS, waypointCommand } from '../../src/cli/waypoint-command.js';
+import { checkDeploy, WAYPOINT_REQUIRED_FLAGS, type CommandFlags, type DeployExpectations } from '../../src/cni/deploy-check.js';
+import { DEPLOY_DIR, loadDeployDocs, renderDeploy, renderWaypoint } from '../../src/cni/deploy-render.js';
 import { validateKubeObject } from '../../src/cni/kube-schema.js';
 
 const flags: CommandFlags = Object.fromEntries(commands.map((c) => [c.name, Object.keys(c.flags)]));
@@ -21,9 +23,8 @@ const expect: DeployExpectations = {
   agentReadinessPort: DEFAULT_READINESS_PORT,
   controlPlaneXdsPort: DEFAULT_XDS_TLS_PORT,
   controlPlaneMonitoringPort: DEFAULT_MONITORING_PORT,
-  // The waypoint proxy command comes with the waypoint issue.
-  pendingCommands: ['waypoint-proxy'],
 };
+const wpExpect: DeployExpectations = { ...expect, components: ['waypoint'] };
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const docs = (): Obj[] => JSON.parse(JSON.stringify(loadDeployDocs())) as Obj[];
@@ -44,10 +45,76 @@ describe('deploy/ manifests', () => {
     assert.ok(docs().length >= 10, 'namespace, RBAC, control plane and DaemonSet are all there');
   });
 
-  test('the waypoint template is schema-valid', () => {
+  test('the waypoint template is schema-valid and runs `ambit waypoint run` with every flag and port it needs', () => {
     const wp = loadDeployDocs(DEPLOY_DIR, ['waypoint.yaml']);
     assert.deepEqual(wp.map((d) => (d as Obj).kind), ['Gateway', 'ServiceAccount', 'Service', 'Deployment']);
     for (const d of wp) assert.deepEqual(validateKubeObject(d), []);
+    assert.deepEqual(checkDeploy(wp, wpExpect).problems, []);
+    const c = container(wp as Obj[], 'waypoint');
+    assert.equal(c.args[1], 'run');
+    for (const f of WAYPOINT_REQUIRED_FLAGS) assert.ok(c.args.some((a: string) => a.startsWith(`--${f}=`)), `--${f}`);
+    for (const a of c.args.slice(2) as string[]) assert.ok(Object.keys(WAYPOINT_RUN_FLAGS).includes(a.slice(2).split('=')[0] as string) || /^--(name|namespace)=/.test(a), `${a} is a waypoint run flag`);
+    assert.deepEqual(c.ports.map((p: Obj) => p.containerPort).sort(), [15008, 15020, 15021]);
+  });
+
+  test("the template's command line parses as `ambit waypoint run`, which the waypoint command dispatches", async () => {
+    const c = container(loadDeployDocs(DEPLOY_DIR, ['waypoint.yaml']) as Obj[], 'waypoint');
+    const argv = (c.args as string[]).slice(1).map((a) => a.replace('$(POD_IP)', '10.0.0.9'));
+    const parsed = parseCommandArgs(waypointCommand, argv);
+    assert.deepEqual(parsed.positionals, ['run']);
+    const out = { write: () => undefined, colour: false };
+    // Without its required flags the run subcommand itself answers (so the dispatch reached it).
+    await assert.rejects(runWaypoint(parseCommandArgs(waypointCommand, ['run', '--name', 'wp']), out), /--namespace is required|--xds-address is required/);
+    const runModule: string = '../../src/cli/waypoint-run-command.js';
+    const mod = (await import(runModule)) as { parseWaypointRunConfig?: (a: typeof parsed) => Record<string, unknown> };
+    if (mod.parseWaypointRunConfig) {
+      const cfg = mod.parseWaypointRunConfig(parsed);
+      assert.equal(cfg.name, '__NAME__');
+      assert.equal(cfg.podIp, '10.0.0.9');
+      assert.equal(cfg.statusPort, 15021);
+      assert.equal(cfg.metricsPort, 15020);
+      assert.equal(cfg.tokenFile, '/var/run/secrets/tokens/istio-token');
+    }
+  });
+
+  test('renderWaypoint: names, namespace, image, for-label and istiod namespace filled in; the result is valid', () => {
+    const docs = renderWaypoint({ namespace: 'shop', name: 'wp1', forKind: 'all', image: 'registry.example/ambit:dev', controlPlaneNamespace: 'mesh-system' }) as Obj[];
+    assert.deepEqual(checkDeploy(docs, wpExpect).problems, []);
+    assert.ok(!JSON.stringify(docs).includes('__'), 'no placeholder left');
+    assert.ok(docs.every((d) => d.metadata.namespace === 'shop' && d.metadata.name === 'wp1'));
+    assert.equal(find(docs, 'Gateway').metadata.labels['istio.io/waypoint-for'], 'all');
+    const c = container(docs, 'waypoint');
+    assert.equal(c.image, 'registry.example/ambit:dev');
+    assert.ok(c.args.includes('--xds-address=istiod.mesh-system.svc:15012'));
+    assert.ok(c.args.includes('--name=wp1') && c.args.includes('--namespace=shop'));
+    assert.equal(find(docs, 'Deployment').spec.template.metadata.labels['gateway.networking.k8s.io/gateway-name'], 'wp1');
+    assert.deepEqual(find(docs, 'Service').spec.selector, { 'gateway.networking.k8s.io/gateway-name': 'wp1' });
+  });
+
+  const wpBroken: Array<[string, (ds: Obj[]) => void, RegExp]> = [
+    ['no --token-file', (ds) => (container(ds, 'waypoint').args = container(ds, 'waypoint').args.filter((a: string) => !a.startsWith('--token-file'))), /needs --token-file/],
+    ['unknown run flag', (ds) => container(ds, 'waypoint').args.push('--admin-port=15000'), /has no flag --admin-port/],
+    ['status port not probed', (ds) => (container(ds, 'waypoint').readinessProbe.httpGet.port = 15020), /readinessProbe must be GET \/healthz\/ready on 15021/],
+    ['HBONE port not declared', (ds) => (container(ds, 'waypoint').ports = container(ds, 'waypoint').ports.filter((p: Obj) => p.containerPort !== 15008)), /port 15008 \(the waypoint's hbone port\)/],
+    ['metrics flag moved', (ds) => (container(ds, 'waypoint').args = container(ds, 'waypoint').args.map((a: string) => (a.startsWith('--metrics-port') ? '--metrics-port=9090' : a))), /port 9090/],
+    ['root cert not from the ConfigMap', (ds) => (find(ds, 'Deployment').spec.template.spec.volumes.find((v: Obj) => v.configMap).configMap.name = 'other'), /istio-ca-root-cert/],
+    ['token audience', (ds) => (find(ds, 'Deployment').spec.template.spec.volumes.find((v: Obj) => v.projected).projected.sources[0].serviceAccountToken.audience = 'api'), /audience istio-ca/],
+    ['pod captured by the agent', (ds) => delete find(ds, 'Deployment').spec.template.metadata.labels['istio.io/dataplane-mode'], /dataplane-mode=none/],
+    ['mesh port without hbone appProtocol', (ds) => (find(ds, 'Service').spec.ports.find((p: Obj) => p.port === 15008).appProtocol = 'tcp'), /port 15008 named mesh with appProtocol hbone/],
+    ['pod IP not from the downward API', (ds) => (container(ds, 'waypoint').env = container(ds, 'waypoint').env.map((e: Obj) => (e.name === 'POD_IP' ? { name: 'POD_IP', value: '1.2.3.4' } : e))), /--pod-ip must be an env var/],
+  ];
+  for (const [what, breakIt, msg] of wpBroken) {
+    test(`a broken waypoint template fails: ${what}`, () => {
+      const ds = JSON.parse(JSON.stringify(loadDeployDocs(DEPLOY_DIR, ['waypoint.yaml']))) as Obj[];
+      breakIt(ds);
+      const p = checkDeploy(ds, wpExpect).problems;
+      assert.ok(p.some((x) => msg.test(x)), `expected ${String(msg)} among: ${p.join(' | ') || '(no problems)'}`);
+    });
+  }
+
+  test('the control plane may write ConfigMaps (istio-ca-root-cert) but not delete them', () => {
+    const cp = find(docs(), 'ClusterRole', 'ambit-control-plane');
+    assert.deepEqual(cp.rules.find((r: Obj) => r.resources.includes('configmaps')).verbs, ['get', 'list', 'watch', 'create', 'update']);
   });
 
   test('the node DaemonSet: capabilities, host paths, token audience, probes, priority, tolerations, rollout, grace', () => {
@@ -97,6 +164,7 @@ describe('deploy/ manifests', () => {
     ['maxUnavailable', (ds) => (find(ds, 'DaemonSet').spec.updateStrategy.rollingUpdate.maxUnavailable = 3), /maxUnavailable must be 1/],
     ['undefined $(VAR)', (ds) => (container(ds, 'control-plane').envFrom = []), /\$\(TRUST_DOMAIN\) but nothing defines it/],
     ['RBAC write verb', (ds) => find(ds, 'ClusterRole', 'ambit-node').rules[0].verbs.push('delete'), /verb 'delete'/],
+    ['RBAC deletes ConfigMaps', (ds) => find(ds, 'ClusterRole', 'ambit-control-plane').rules.find((r: Obj) => r.resources.includes('configmaps')).verbs.push('delete'), /verb 'delete' on configmaps/],
     ['no TokenReview', (ds) => (find(ds, 'ClusterRole', 'ambit-control-plane').rules = find(ds, 'ClusterRole', 'ambit-control-plane').rules.filter((r: Obj) => !r.resources.includes('tokenreviews'))), /tokenreviews/],
     ['service targetPort', (ds) => (find(ds, 'Service').spec.ports[0].targetPort = 15013), /targetPort 15013 is not a container port/],
     ['zds socket mismatch', (ds) => (container(ds, 'agent').args = container(ds, 'agent').args.map((a: string) => (a.startsWith('--zds-socket') ? '--zds-socket=/var/run/ambit/other.sock' : a))), /zds-socket/],
