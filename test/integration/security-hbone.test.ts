@@ -395,6 +395,7 @@ describe("CONNECT targets through the agent's inbound resolver", () => {
           checked.push(a);
           return a.dstPort === 81 ? { allowed: false, reason: 'denied by test policy' } : { allowed: true, reason: 'ok' };
         },
+        checkWaypoint: () => undefined,
         track: () => () => undefined,
       },
     } as unknown as InboundDeps;
