@@ -109,16 +109,31 @@ function h1Issuer(a: L7LoadArgs, body: Buffer): { issue: Issue; close(): void } 
 }
 
 function h2Issuer(a: L7LoadArgs, body: Buffer): { issue: Issue; close(): void } {
-  const sessions = Array.from({ length: a.connections }, () => {
+  // A server may retire a session (GOAWAY after N requests, as nginx does
+  // after 1,000): such a slot is replaced by a new session, as any h2 client
+  // pool would, so the retirement costs a connect and not failed requests.
+  const open = (): http2.ClientHttp2Session => {
     const s = http2.connect(`http://${a.host}:${a.port}`);
     s.on('error', () => undefined);
+    s.on('goaway', () => s.close());
     return s;
-  });
+  };
+  const sessions = Array.from({ length: a.connections }, open);
   let next = 0;
+  let closing = false;
   const timeoutMs = a.timeoutMs ?? 5000;
+  const pick = (): http2.ClientHttp2Session => {
+    const i = next++ % sessions.length;
+    let s = sessions[i] as http2.ClientHttp2Session;
+    if (!closing && (s.closed || s.destroyed)) {
+      s = open();
+      sessions[i] = s;
+    }
+    return s;
+  };
   return {
     issue(done) {
-      const s = sessions[next++ % sessions.length] as http2.ClientHttp2Session;
+      const s = pick();
       let status = 0;
       let finished = false;
       const end = (r: number | Error): void => {
@@ -139,7 +154,10 @@ function h2Issuer(a: L7LoadArgs, body: Buffer): { issue: Issue; close(): void } 
         end(e as Error);
       }
     },
-    close: () => sessions.forEach((s) => s.destroy()),
+    close: () => {
+      closing = true;
+      sessions.forEach((s) => s.destroy());
+    },
   };
 }
 
