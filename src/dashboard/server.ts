@@ -5,6 +5,7 @@
  *
  *   GET /                      the page
  *   GET /app.js, /app.css      its script and styles
+ *   GET /vendor/uplot.{js,css} the chart library (uPlot, from its npm package)
  *   GET /api/snapshot          { graph, health, events } in one answer (what the page polls)
  *   GET /api/graph             nodes and edges with rates over the window
  *   GET /api/series?edge=<id>  the edge's time series (one point per scrape round)
@@ -21,6 +22,7 @@ import type { Logger } from '../common/logger.js';
 import type { Collector } from './collector.js';
 import { DashboardBindError } from './errors.js';
 import { APP_CSS, APP_JS, INDEX_HTML } from './ui.js';
+import { vendorAsset, type VendorAsset } from './vendor.js';
 
 export const DEFAULT_DASHBOARD_PORT = 20001;
 export const DEFAULT_DASHBOARD_ADDRESS = '127.0.0.1';
@@ -81,6 +83,11 @@ export function dashboardHandler(c: Collector, title = 'Ambit'): (req: IncomingM
         return send(res, 200, APP_JS, 'text/javascript; charset=utf-8', head);
       case '/app.css':
         return send(res, 200, APP_CSS, 'text/css; charset=utf-8', head);
+      case '/vendor/uplot.js':
+      case '/vendor/uplot.css': {
+        const a = vendorAsset(url.pathname) as VendorAsset;
+        return send(res, 200, a.body, a.type, head);
+      }
       case '/healthz':
         return send(res, c.graph().rounds > 0 ? 200 : 503, c.graph().rounds > 0 ? 'ok\n' : 'no scrape yet\n', 'text/plain; charset=utf-8', head);
       case '/api/snapshot': {

@@ -1,7 +1,8 @@
 /**
- * The dashboard page: plain HTML, CSS and a browser script (SVG graph,
- * canvas charts), written here and served as is: no bundler, no CDN, so
- * the page works without internet. The script polls nothing but this
+ * The dashboard page: plain HTML, CSS and a browser script (SVG graph;
+ * per-edge time series drawn with uPlot, which the dashboard serves from
+ * its npm package, see vendor.ts), served as is: no CDN, so the page works
+ * without internet. The script polls nothing but this
  * server's JSON API (see server.ts); it prefers the SSE stream and falls
  * back to polling /api/snapshot.
  *
@@ -19,6 +20,7 @@ export const INDEX_HTML = String.raw`<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>__TITLE__ mesh dashboard</title>
 <link rel="icon" href="data:,">
+<link rel="stylesheet" href="/vendor/uplot.css">
 <link rel="stylesheet" href="/app.css">
 </head>
 <body>
@@ -39,17 +41,18 @@ export const INDEX_HTML = String.raw`<!doctype html>
       <h2>Edge <span id="edge-title">(click an edge)</span></h2>
       <div id="edge-facts"></div>
       <div class="charts">
-        <figure><figcaption>connections / s</figcaption><canvas id="c-cps" width="300" height="90"></canvas></figure>
-        <figure><figcaption>bytes / s</figcaption><canvas id="c-bytes" width="300" height="90"></canvas></figure>
-        <figure><figcaption>open connections</figcaption><canvas id="c-active" width="300" height="90"></canvas></figure>
-        <figure><figcaption>denied + failed / s</figcaption><canvas id="c-fail" width="300" height="90"></canvas></figure>
-        <figure><figcaption>p99 latency (ms, L7 via waypoint)</figcaption><canvas id="c-p99" width="300" height="90"></canvas></figure>
+        <figure><figcaption>connections / s</figcaption><div id="c-cps" class="chart"></div></figure>
+        <figure><figcaption>bytes / s</figcaption><div id="c-bytes" class="chart"></div></figure>
+        <figure><figcaption>open connections</figcaption><div id="c-active" class="chart"></div></figure>
+        <figure><figcaption>denied + failed / s</figcaption><div id="c-fail" class="chart"></div></figure>
+        <figure><figcaption>p99 latency (ms, L7 via waypoint)</figcaption><div id="c-p99" class="chart"></div></figure>
       </div>
     </section>
     <section id="health-panel"><h2>Agents</h2><div id="agents"></div><h2>Control plane</h2><div id="cp"></div><h2>Policies</h2><div id="policies"></div><h2>Waypoints</h2><div id="waypoints"></div></section>
   </aside>
 </main>
 <section id="events-panel"><h2>Events and access log</h2><ol id="events"></ol></section>
+<script src="/vendor/uplot.js"></script>
 <script src="/app.js"></script>
 </body>
 </html>
@@ -71,7 +74,8 @@ main { display:flex; min-height:560px; }
 #graph { min-height:520px; display:block; }
 aside { width:360px; flex:none; padding:0 12px; background:var(--panel); border-left:1px solid #243240; }
 figure { margin:4px 0 8px; } figcaption { color:var(--dim); font-size:11px; }
-canvas { width:300px; height:90px; background:#101921; border-radius:4px; }
+.chart { width:300px; min-height:90px; background:#101921; border-radius:4px; color:#8597a8; font:10px sans-serif; }
+.chart .empty { padding:8px; }
 table { border-collapse:collapse; width:100%; font-size:12px; }
 td, th { text-align:left; padding:2px 4px; border-bottom:1px solid #22303d; vertical-align:top; }
 th { color:var(--dim); font-weight:normal; }
@@ -266,36 +270,39 @@ export const APP_JS = String.raw`'use strict';
   }
 
   // ---------------------------------------------------------------- charts
+  var charts = {};
   function chart(id, points, pick, color) {
-    var c = document.getElementById(id);
-    if (!c || !c.getContext) return;
-    var dpr = window.devicePixelRatio || 1;
-    var w = 300, hgt = 90;
-    if (c.width !== w * dpr) { c.width = w * dpr; c.height = hgt * dpr; }
-    var ctx = c.getContext('2d');
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, w, hgt);
-    var vals = points.map(pick);
-    var present = vals.filter(function (v) { return v !== undefined && v !== null && isFinite(v); });
-    ctx.fillStyle = '#8597a8';
-    ctx.font = '10px sans-serif';
-    if (present.length === 0) { ctx.fillText('no data', 8, 16); return; }
-    var max = Math.max.apply(null, present.concat([0.000001]));
-    ctx.strokeStyle = '#22303d';
-    ctx.beginPath(); ctx.moveTo(0, hgt - 14.5); ctx.lineTo(w, hgt - 14.5); ctx.stroke();
-    ctx.strokeStyle = color;
-    ctx.lineWidth = 1.5;
-    ctx.beginPath();
-    var started = false;
-    vals.forEach(function (v, i) {
-      if (v === undefined || v === null || !isFinite(v)) { started = false; return; }
-      var x = points.length <= 1 ? w : (i / (points.length - 1)) * (w - 4) + 2;
-      var y = hgt - 15 - (v / max) * (hgt - 28);
-      if (!started) { ctx.moveTo(x, y); started = true; } else ctx.lineTo(x, y);
+    var box = document.getElementById(id);
+    if (!box) return;
+    var xs = [], ys = [];
+    points.forEach(function (p) {
+      var v = pick(p);
+      xs.push(p.t / 1000);
+      ys.push(v === undefined || v === null || !isFinite(v) ? null : v);
     });
-    ctx.stroke();
-    var last = present[present.length - 1];
-    ctx.fillText('max ' + fmtRate(max) + '   now ' + fmtRate(last), 6, 11);
+    var present = ys.filter(function (v) { return v !== null; });
+    if (present.length === 0 || typeof uPlot === 'undefined') {
+      if (charts[id]) { charts[id].destroy(); delete charts[id]; }
+      box.innerHTML = '<div class="empty">no data</div>';
+      return;
+    }
+    var data = [xs, ys];
+    var u = charts[id];
+    if (!u) {
+      box.textContent = '';
+      u = new uPlot({
+        width: 300, height: 90, legend: { show: false }, cursor: { show: false },
+        scales: { x: { time: true }, y: { range: function (_u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
+        axes: [
+          { stroke: '#8597a8', grid: { stroke: '#22303d', width: 1 }, ticks: { show: false }, size: 18, font: '9px sans-serif' },
+          { stroke: '#8597a8', grid: { stroke: '#22303d', width: 1 }, ticks: { show: false }, size: 36, font: '9px sans-serif', values: function (_u, vals) { return vals.map(fmtRate); } },
+        ],
+        series: [{}, { stroke: color, width: 1.5, spanGaps: false, points: { show: false } }],
+      }, data, box);
+      charts[id] = u;
+    } else {
+      u.setData(data);
+    }
   }
   function refreshEdge() {
     var id = state.selected;

@@ -76,6 +76,11 @@ describe('dashboard in a browser', { ...requiresRoot(), ...requiresTool('curl'),
     // The page also lists the policy and the access-log line of a denial.
     await page.waitForSelector('#policies td:has-text("deny-rogue")', { timeout: 10_000 });
     await page.waitForSelector('#events li[data-kind="deny"], #events li.error', { timeout: 10_000 });
+    // The waypoint in front of reviews is a node of the graph, and an edge's charts are drawn by uPlot.
+    await page.waitForSelector('g.node[data-id="wl:demo/waypoint"]', { timeout: 10_000 });
+    await page.click(busy);
+    await page.waitForSelector('#c-cps .uplot canvas', { timeout: 10_000 });
+    assert.equal(await page.evaluate('typeof uPlot'), 'function', 'the chart library is served by the dashboard');
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     t.diagnostic(`screenshot: ${SCREENSHOT}`);
 
