@@ -2,7 +2,8 @@
  * `ambit demo --tour`: a scripted walk through the living mesh that prints
  * the proof of each step from the dashboard's data (the agents' own
  * metrics, readiness, config dumps and access logs), then tears down.
- * Steps: enroll, watch traffic with mTLS, the waypoint's 90/10 reviews
+ * Steps: enroll, watch traffic with mTLS (metrics and a tcpdump of a
+ * node's interfaces: only HBONE, no app bytes in clear), the waypoint's 90/10 reviews
  * split, a flaky canary's 503s retried by the waypoint, apply a deny policy
  * and see the edge go red, remove it and see it recover.
  * Exits 1 when a step's proof did not show up in time.
@@ -71,6 +72,22 @@ export async function runTour(o: TourOptions): Promise<number> {
     const m = await mesh.lab.exec({ node: 'node-b' }, ['curl', '-sS', '--max-time', '3', 'http://127.0.0.1:15020/metrics'], { timeoutMs: 5_000 });
     const line = m.stdout.split('\n').find((l) => l.startsWith('istio_tcp_connections_opened_total{') && l.includes('reporter="destination"') && l.includes('destination_workload="productpage"'));
     check('mtls', meshed.length > 0 && meshed.every((e) => e.mtls === 'full') && line?.includes('connection_security_policy="mutual_tls"') === true, `node-b /metrics: ${line ? line.replace(/\{.*(source_principal="[^"]*").*(connection_security_policy="[^"]*").*\}/, '{$1,...,$2}') : 'no productpage line'}`);
+
+    // On the wire: 3 s of every TCP packet node-b's interfaces carry (its pods' veths included).
+    const cap = await mesh.lab.exec({ node: 'node-b' }, ['timeout', '3', 'tcpdump', '-i', 'any', '-nn', '-l', '-A', '-s', '512', 'tcp'], { timeoutMs: 10_000 });
+    const headers = cap.stdout.split('\n').filter((l) => / IP6? \S+ > \S+: /.test(l));
+    const ports = new Map<string, number>();
+    for (const l of headers) {
+      const m2 = / IP6? \S+\.(\d+) > \S+\.(\d+): /.exec(l);
+      if (!m2) continue;
+      // The lower port of the pair is the service side (15008 for HBONE; 15020/15021/15000 are the dashboard's scrapes).
+      const port = m2[1] === '15008' || m2[2] === '15008' ? '15008' : String(Math.min(Number(m2[1]), Number(m2[2])));
+      ports.set(port, (ports.get(port) ?? 0) + 1);
+    }
+    // The app's JSON answers ({"service":...}) and request lines never cross a node in clear.
+    const clear = /"service":"|GET \/(reviews|productpage)|rating\?/.test(cap.stdout);
+    const appPorts = [...ports.keys()].filter((p) => ['8080', '9080', '9070'].includes(p));
+    check('wire', headers.length > 0 && (ports.get('15008') ?? 0) > 0 && appPorts.length === 0 && !clear, `tcpdump on node-b, 3 s: ${headers.length} packets, by port ${[...ports].map(([p, n]) => `${p}: ${n}`).join(', ') || 'none'}; application bytes in clear: ${clear ? 'FOUND' : 'none'}`);
 
     step(3, 'the waypoint splits the reviews service 90/10 over reviews-v1 (node-a) and reviews-v2 (node-b) (HTTPRoute reviews-split)');
     // The waypoint's istio_requests_total{reporter="waypoint"} per destination workload.
