@@ -163,6 +163,9 @@ function addHttp(acc: PairAcc, s: PromSample): void {
   const v = Number.isFinite(s.value) ? s.value : 0;
   if (s.name === 'istio_requests_total') {
     c.requests += v;
+    // An edge known only from a waypoint (a long-lived gRPC connection opened before the window) still shows its mTLS.
+    if (s.labels.connection_security_policy === 'mutual_tls') c.mtls += v;
+    else if (s.labels.connection_security_policy !== undefined) c.plain += v;
     const code = Number(s.labels.response_code);
     if (code >= 500 || code === 0 || (s.labels.response_flags !== undefined && s.labels.response_flags !== '-' && s.labels.response_flags !== '')) c.requestErrors += v;
     if (code === 403 || s.labels.response_flags === 'RBAC' || s.labels.response_flags === 'DENY') c.denied += v;

@@ -2,7 +2,8 @@
  * The living demo's sample application, in the spirit of Istio's Bookinfo:
  * loadgen -> frontend -> productpage -> reviews (v1 on node-a, v2 on
  * node-b; the namespace's waypoint splits the reviews service 90/10 over
- * reviews-v1 and reviews-v2 with an HTTPRoute) and reviews-v2 -> ratings over a
+ * reviews-v1 and reviews-v2 with an HTTPRoute), productpage -> details over
+ * gRPC (through the waypoint too), and reviews-v2 -> ratings over a
  * raw TCP protocol. A "rogue" client calls productpage directly, and an
  * AuthorizationPolicy denies it, so the graph has a denied edge. Every
  * service is a small real server (node, one script below) in its lab pod;
@@ -10,12 +11,14 @@
  * the request rate.
  */
 
+import { createRequire } from 'node:module';
+
 export const APP_NAMESPACE = 'demo';
 
 /** Pods and what runs in them. `calls` are the downstream URLs of a server. */
 export interface AppProcess {
   pod: string;
-  mode: 'http' | 'tcp' | 'load';
+  mode: 'http' | 'tcp' | 'grpc' | 'load';
   port?: number;
   version?: string;
   calls?: string[];
@@ -33,7 +36,8 @@ export function appProcesses(rps: number, rogueRps = 1): AppProcess[] {
     { pod: 'ratings', mode: 'tcp', port: 9070 },
     { pod: 'reviews-v1', mode: 'http', port: 9080, version: 'v1' },
     { pod: 'reviews-v2', mode: 'http', port: 9080, version: 'v2', calls: [`tcp://${svc('ratings', 9070)}`], failEvery: 5 },
-    { pod: 'productpage', mode: 'http', port: 9080, version: 'v1', calls: [`http://${svc('reviews', 9080)}/reviews`] },
+    { pod: 'details', mode: 'grpc', port: 9090, version: 'v1' },
+    { pod: 'productpage', mode: 'http', port: 9080, version: 'v1', calls: [`http://${svc('reviews', 9080)}/reviews`, `grpc://${svc('details', 9090)}`] },
     { pod: 'frontend', mode: 'http', port: 8080, version: 'v1', calls: [`http://${svc('productpage', 9080)}/productpage`] },
     { pod: 'loadgen', mode: 'load', target: `http://${svc('frontend', 80)}/`, rps },
     { pod: 'rogue', mode: 'load', target: `http://${svc('productpage', 9080)}/productpage`, rps: rogueRps },
@@ -53,7 +57,7 @@ spec:
 `;
 }
 
-function service(name: string, port: number, targetPort: number, protocol: 'http' | 'tcp', extra: { labels?: string; selector?: string } = {}): string {
+function service(name: string, port: number, targetPort: number, protocol: 'http' | 'tcp' | 'grpc', extra: { labels?: string; selector?: string } = {}): string {
   return `apiVersion: v1
 kind: Service
 metadata:
@@ -84,6 +88,7 @@ metadata:
   pod('reviews-v1', 'node-a', 'reviews', 'v1'),
   pod('reviews-v2', 'node-b', 'reviews', 'v2'),
   pod('ratings', 'node-a', 'ratings', 'v1'),
+  pod('details', 'node-b', 'details', 'v1'),
   pod('rogue', 'node-b', 'rogue', 'v1'),
   service('frontend', 80, 8080, 'http'),
   service('productpage', 9080, 9080, 'http'),
@@ -92,6 +97,8 @@ metadata:
   service('reviews-v1', 9080, 9080, 'http', { selector: '{ app: reviews, version: v1 }' }),
   service('reviews-v2', 9080, 9080, 'http', { selector: '{ app: reviews, version: v2 }' }),
   service('ratings', 9070, 9070, 'tcp'),
+  // gRPC (port name grpc): the waypoint labels its requests with grpc_response_status.
+  service('details', 9090, 9090, 'grpc', { labels: '{ istio.io/use-waypoint: waypoint }' }),
   `apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata:
@@ -168,13 +175,27 @@ spec:
 export const APP_SCRIPT = String.raw`
 const http = require('node:http');
 const net = require('node:net');
-const [mode, ...rest] = process.argv.slice(1);
+const [grpcPath, mode, ...rest] = process.argv.slice(1);
+// gRPC without .proto files: JSON messages on the method /demo.Details/Get.
+const GET = '/demo.Details/Get';
+const json = { serialize: (o) => Buffer.from(JSON.stringify(o)), deserialize: (b) => JSON.parse(b.toString()) };
+const grpcClients = new Map();
 function call(target) {
   return new Promise((resolve) => {
     const t0 = Date.now();
     const u = new URL(target);
     let done = false;
     const finish = (r) => { if (!done) { done = true; resolve(Object.assign({ target: u.host, ms: Date.now() - t0 }, r)); } };
+    if (u.protocol === 'grpc:') {
+      const grpc = require(grpcPath);
+      let c = grpcClients.get(u.host);
+      if (!c) { c = new grpc.Client(u.host, grpc.credentials.createInsecure()); grpcClients.set(u.host, c); }
+      c.makeUnaryRequest(GET, json.serialize, json.deserialize, { product: 1 }, { deadline: Date.now() + 2000 }, (err, reply) => {
+        if (err) finish({ ok: false, error: 'grpc ' + err.code });
+        else finish({ ok: true, body: reply });
+      });
+      return;
+    }
     if (u.protocol === 'tcp:') {
       let buf = '';
       const s = net.connect(Number(u.port), u.hostname);
@@ -213,6 +234,17 @@ if (mode === 'http') {
     res.writeHead(ok ? 200 : 502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
     res.end(body);
   }).listen(Number(port), ip, () => console.log('listening'));
+} else if (mode === 'grpc') {
+  const grpc = require(grpcPath);
+  const [ip, port] = rest;
+  const server = new grpc.Server();
+  server.addService({ Get: { path: GET, requestStream: false, responseStream: false, requestSerialize: json.serialize, requestDeserialize: json.deserialize, responseSerialize: json.serialize, responseDeserialize: json.deserialize } }, {
+    Get: (call, cb) => cb(null, { product: call.request.product, pages: 200, publisher: 'ambit' }),
+  });
+  server.bindAsync(ip + ':' + port, grpc.ServerCredentials.createInsecure(), (err) => {
+    if (err) { console.error(err.message); process.exit(1); }
+    console.log('listening');
+  });
 } else if (mode === 'tcp') {
   const [ip, port] = rest;
   net.createServer((s) => {
@@ -235,14 +267,20 @@ if (mode === 'http') {
 }
 `;
 
+/** Where @grpc/grpc-js is installed (the app script runs with `node -e`, outside any module tree). */
+const GRPC_JS = createRequire(import.meta.url).resolve('@grpc/grpc-js');
+
 /** The argv (after the node binary) of one app process in its pod. */
 export function appArgv(p: AppProcess, podIp: string): string[] {
+  const script = ['-e', APP_SCRIPT, GRPC_JS];
   switch (p.mode) {
     case 'http':
-      return ['-e', APP_SCRIPT, 'http', podIp, String(p.port), p.pod, p.version ?? 'v1', (p.calls ?? []).join(','), String(p.failEvery ?? 0)];
+      return [...script, 'http', podIp, String(p.port), p.pod, p.version ?? 'v1', (p.calls ?? []).join(','), String(p.failEvery ?? 0)];
     case 'tcp':
-      return ['-e', APP_SCRIPT, 'tcp', podIp, String(p.port)];
+      return [...script, 'tcp', podIp, String(p.port)];
+    case 'grpc':
+      return [...script, 'grpc', podIp, String(p.port)];
     case 'load':
-      return ['-e', APP_SCRIPT, 'load', p.target ?? '', String(p.rps ?? 1)];
+      return [...script, 'load', p.target ?? '', String(p.rps ?? 1)];
   }
 }

@@ -128,7 +128,7 @@ export async function startLivingMesh(o: LivingMeshOptions): Promise<LivingMesh>
       if (!w) throw new Error(`BUG: the demo manifests lack the pod ${pod}`);
       return w.ip;
     };
-    out(stepLine(2, LIVING_STEPS, 'starting the sample app: frontend -> productpage -> reviews (HTTP, through the waypoint: 90% v1, 10% v2), reviews-v2 -> ratings (TCP)'));
+    out(stepLine(2, LIVING_STEPS, 'starting the sample app: frontend -> productpage -> reviews (HTTP, through the waypoint: 90% v1, 10% v2) and details (gRPC, through the waypoint), reviews-v2 -> ratings (TCP)'));
     for (const p of procs.filter((x) => x.mode !== 'load')) {
       const child = l.spawn(`${APP_NAMESPACE}/${p.pod}`, [process.execPath, ...appArgv(p, ipOf(p.pod))], { stdio: ['ignore', 'pipe', 'pipe'] });
       children.push(child);

@@ -106,6 +106,7 @@ export async function runTour(o: TourOptions): Promise<number> {
     let retries = 0;
     let served503 = 0;
     let served = 0;
+    let grpcOk = 0;
     const retryDeadline = Date.now() + 25_000;
     while (Date.now() < retryDeadline) {
       const text = await scrape();
@@ -113,10 +114,12 @@ export async function runTour(o: TourOptions): Promise<number> {
       const reviews = (l: string): boolean => l.includes('reporter="waypoint"') && l.includes(`destination_service="reviews.${APP_NAMESPACE}.svc.cluster.local"`);
       served503 = sum(text, 'istio_requests_total', (l) => reviews(l) && l.includes('response_code="503"'));
       served = sum(text, 'istio_requests_total', reviews);
-      if (retries > 0 || signal.aborted) break;
+      grpcOk = sum(text, 'istio_requests_total', (l) => l.includes('reporter="waypoint"') && l.includes(`destination_service="details.${APP_NAMESPACE}.svc.cluster.local"`) && l.includes('grpc_response_status="0"'));
+      if ((retries > 0 && grpcOk > 0) || signal.aborted) break;
       await sleep(1000, signal);
     }
     check('retry', retries > 0 && served503 === 0, `waypoint /stats/prometheus: ambit_waypoint_upstream_retries_total ${retries}; reviews answered ${served} requests to its callers, ${served503} of them 503`);
+    check('grpc', grpcOk > 0, `waypoint /stats/prometheus: productpage -> details over gRPC, ${grpcOk} calls with grpc_response_status="0"`);
 
     step(5, `apply a deny policy: ${APP_NAMESPACE}/deny-rogue (DENY from sa/rogue to app=productpage), written to ${DENY_POLICY_FILE} in the watched folder`);
     const rogue = (): string => `wl:${APP_NAMESPACE}/rogue`;

@@ -25,7 +25,7 @@ test('the tour shows every proof and tears down', { ...requiresRoot(), ...requir
   const text = lines.join('\n');
   for (const l of lines.filter((x) => /proof|MISSING|Tour complete/.test(x))) t.diagnostic(l.trim());
   assert.equal(code, 0, text);
-  assert.equal((text.match(/^ {2}proof: /gm) ?? []).length, 8, text);
+  assert.equal((text.match(/^ {2}proof: /gm) ?? []).length, 9, text);
   assert.match(text, /connection_security_policy="mutual_tls"/);
   assert.match(text, /DENIED/);
   assert.match(text, /Tour complete/);
