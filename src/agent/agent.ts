@@ -45,12 +45,12 @@ import { ClusterView, loadClusterFile, watchClusterFile, type ClusterFileWatch }
 import type { AgentConfig, ControlPlaneSettings } from './config.js';
 import { ControlPlaneClient } from './control-plane-client.js';
 import type { LocalFacts } from '../state/from-workload-api.js';
-import { DEFAULT_INBOUND_PLAINTEXT_PORT, DEFAULT_OUTBOUND_CAPTURE_PORT } from './config.js';
+import { DEFAULT_INBOUND_PLAINTEXT_PORT, DEFAULT_MAX_PENDING_PER_POD, DEFAULT_OUTBOUND_CAPTURE_PORT } from './config.js';
 import { createInboundServer, handlePlaintextInbound, type InboundDeps } from './inbound.js';
 import { AgentMetrics } from './agent-metrics.js';
 import { InboundAuthz } from './inbound-authz.js';
 import { InPodManager, type EnrolledPod, type PodProxy } from './inpod-manager.js';
-import { handleCapturedOutbound, handleSocksConnection, type OutboundDeps } from './outbound.js';
+import { handleCapturedOutbound, handleSocksConnection, PendingConnections, type OutboundDeps } from './outbound.js';
 import { Telemetry } from './telemetry.js';
 import { WaypointMetrics } from './waypoint-metrics.js';
 import { AgentZdsClient } from './zds-client.js';
@@ -186,6 +186,7 @@ export class Agent {
       splice: cfg.splice,
       netnsOf,
       waypointMetrics,
+      pending: new PendingConnections({ maxPerPod: cfg.maxPendingPerPod ?? DEFAULT_MAX_PENDING_PER_POD, registry: world.registry }),
     };
     this.#inbound = createInboundServer(this.#inboundDeps);
     // A policy or workload change re-decides the open inbound connections.

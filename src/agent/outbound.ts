@@ -7,9 +7,15 @@
  * TCP passthrough ─► bridge bytes. Nothing reaches the destination before the
  * route is established; a refusal is a SOCKS reply code or a TCP reset, plus
  * an access-log line saying why.
+ *
+ * Each pod may hold at most `maxPendingPerPod` connections that were accepted
+ * but are not tunnelled yet (SOCKS handshake, route, HBONE CONNECT or
+ * passthrough dial in progress); beyond it a new connection is reset at
+ * once, so one pod flooding its agent cannot starve the other pods' setup.
  */
 import type { ClientHttp2Stream } from 'node:http2';
 import { isIP, type Socket } from 'node:net';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { toError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { bridge, h2Side, tcpSide, type BridgeResult } from '../hbone/bridge.js';
@@ -20,7 +26,7 @@ import type { NativeBinding, NetnsRef } from '../native/binding.js';
 import { originalDst } from '../native/sockets.js';
 import type { ClusterState } from '../state/cluster-state.js';
 import type { LocalWorkload } from '../state/local-config.js';
-import { ILLEGAL_TARGET_PORTS } from './config.js';
+import { DEFAULT_MAX_PENDING_PER_POD, ILLEGAL_TARGET_PORTS } from './config.js';
 import { dialPod } from './dial.js';
 import { armAppSocket, relayTcp } from './relay.js';
 import { routeOutbound, type OutboundRoute } from './route.js';
@@ -43,12 +49,87 @@ export interface OutboundDeps {
   handshakeTimeoutMs?: number;
   /** Counts connections sent to, or refused for, a waypoint. */
   waypointMetrics?: WaypointMetrics;
+  /** Per-pod cap on accepted-but-not-tunnelled connections; without it there is no cap. */
+  pending?: PendingConnections;
+}
+
+/**
+ * Counts each pod's outbound connections between accept and "tunnelled"
+ * (the route's upstream is established) and refuses those over the cap.
+ * Metrics: ambit_pending_connections{pod} (gauge) and
+ * ambit_pending_connections_refused_total{pod} (counter), pod = namespace/name.
+ */
+export class PendingConnections {
+  readonly #max: number;
+  readonly #counts = new Map<string, number>();
+  readonly #gauge: Gauge<'pod'> | undefined;
+  readonly #refused: Counter<'pod'> | undefined;
+
+  constructor(opts: { maxPerPod?: number; registry?: Registry } = {}) {
+    this.#max = opts.maxPerPod ?? DEFAULT_MAX_PENDING_PER_POD;
+    if (opts.registry) {
+      this.#gauge = new Gauge({ name: 'ambit_pending_connections', help: 'Outbound connections accepted from a pod but not yet tunnelled', labelNames: ['pod'], registers: [opts.registry] });
+      this.#refused = new Counter({
+        name: 'ambit_pending_connections_refused_total',
+        help: 'Outbound connections reset at accept because the pod already had the maximum number pending',
+        labelNames: ['pod'],
+        registers: [opts.registry],
+      });
+    }
+  }
+
+  get maxPerPod(): number {
+    return this.#max;
+  }
+
+  /** Pending connections of a pod right now. */
+  count(pod: LocalWorkload): number {
+    return this.#counts.get(pod.uid) ?? 0;
+  }
+
+  /**
+   * Admits `client` as pending for `pod`: returns its release function (idempotent;
+   * also run when the socket closes), or undefined when the pod is at the cap.
+   */
+  admit(pod: LocalWorkload, client: Socket): (() => void) | undefined {
+    const label = { pod: `${pod.namespace}/${pod.name}` };
+    const n = this.#counts.get(pod.uid) ?? 0;
+    if (n >= this.#max) {
+      this.#refused?.inc(label);
+      return undefined;
+    }
+    this.#counts.set(pod.uid, n + 1);
+    this.#gauge?.set(label, n + 1);
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      const left = (this.#counts.get(pod.uid) ?? 1) - 1;
+      if (left <= 0) this.#counts.delete(pod.uid);
+      else this.#counts.set(pod.uid, left);
+      this.#gauge?.set(label, Math.max(0, left));
+    };
+    client.once('close', release);
+    return release;
+  }
+}
+
+/** Admits a new connection or resets it at once (logged at debug: a flood must not flood the log). */
+function admitPending(client: Socket, src: LocalWorkload, d: OutboundDeps): (() => void) | undefined {
+  if (!d.pending) return () => undefined;
+  const release = d.pending.admit(src, client);
+  if (release) return release;
+  d.logger.debug({ src: `${src.namespace}/${src.name}`, max: d.pending.maxPerPod }, 'too many pending outbound connections for this pod; reset');
+  client.resetAndDestroy();
+  return undefined;
 }
 
 const MAX_SOCKS_HANDSHAKE_BYTES = 600;
 
 export function handleSocksConnection(client: Socket, src: LocalWorkload, d: OutboundDeps): void {
   client.on('error', () => undefined);
+  const release = admitPending(client, src, d);
+  if (!release) return;
   let buf = Buffer.alloc(0);
   let phase: 'greeting' | 'request' | 'connecting' = 'greeting';
   const timer = setTimeout(() => client.destroy(), d.handshakeTimeoutMs ?? 10_000);
@@ -82,7 +163,10 @@ export function handleSocksConnection(client: Socket, src: LocalWorkload, d: Out
       client.pause();
       const early = buf.subarray(r.consumed);
       const entry: OutboundEntry = {
-        accepted: () => client.write(encodeReply(SocksReply.Succeeded)),
+        accepted: () => {
+          release();
+          client.write(encodeReply(SocksReply.Succeeded));
+        },
         refused: (reply) => client.end(encodeReply(reply)),
       };
       void forwardOutbound(client, src, r.value.host, r.value.port, early, d, entry);
@@ -145,6 +229,8 @@ interface OutboundEntry {
 export function handleCapturedOutbound(client: Socket, src: LocalWorkload, d: OutboundDeps): void {
   client.on('error', () => undefined);
   client.pause();
+  const release = admitPending(client, src, d);
+  if (!release) return;
   let dst: { address: string; port: number };
   try {
     dst = originalDst(d.native, client);
@@ -153,7 +239,7 @@ export function handleCapturedOutbound(client: Socket, src: LocalWorkload, d: Ou
     client.resetAndDestroy();
     return;
   }
-  const reset: OutboundEntry = { accepted: () => undefined, refused: () => client.resetAndDestroy() };
+  const reset: OutboundEntry = { accepted: release, refused: () => client.resetAndDestroy() };
   if (ILLEGAL_TARGET_PORTS.has(dst.port) && (dst.address === src.ip || dst.address.startsWith('127.'))) {
     d.logger.warn({ src: src.ip, dst: `${dst.address}:${dst.port}` }, 'refusing a call to the agent itself');
     client.resetAndDestroy();

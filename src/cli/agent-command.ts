@@ -50,6 +50,7 @@ function parseConfig(args: ParsedArgs): AgentConfig {
     packetMark: intFlag(args, 'packet-mark', D.DEFAULT_PACKET_MARK, [1, 0xffffffff]),
     drainDeadlineMs: intFlag(args, 'drain-deadline-ms', D.DEFAULT_DRAIN_DEADLINE_MS, [0, 3_600_000]),
     certTtlSeconds: intFlag(args, 'cert-ttl-seconds', D.DEFAULT_CERT_TTL_SECONDS, [60, 365 * 24 * 3600]),
+    maxPendingPerPod: intFlag(args, 'max-pending-per-pod', D.DEFAULT_MAX_PENDING_PER_POD, [1, 1_000_000]),
   });
 }
 
@@ -81,6 +82,7 @@ export const agentCommand: Command = {
     'packet-mark': { type: 'string', help: 'SO_MARK for sockets opened from pod namespaces', default: String(D.DEFAULT_PACKET_MARK) },
     'drain-deadline-ms': { type: 'string', help: 'how long open connections may finish on shutdown', default: String(D.DEFAULT_DRAIN_DEADLINE_MS) },
     'cert-ttl-seconds': { type: 'string', help: 'workload certificate lifetime', default: String(D.DEFAULT_CERT_TTL_SECONDS) },
+    'max-pending-per-pod': { type: 'string', help: 'outbound connections a pod may have accepted but not yet tunnelled; more are reset at once', default: String(D.DEFAULT_MAX_PENDING_PER_POD) },
   },
   details: 'Runs until SIGTERM/SIGINT or POST /quitquitquit, then drains open connections up to the drain deadline.',
   async run(args) {

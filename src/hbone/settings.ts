@@ -14,8 +14,9 @@ export const DEFAULT_SERVER_MAX_HEADER_LIST_BYTES = 64 * 1024;
 export const DEFAULT_SERVER_MAX_CONCURRENT_STREAMS = 200;
 export const DEFAULT_POOL_MAX_STREAMS_PER_CONNECTION = 100;
 export const DEFAULT_POOL_IDLE_RELEASE_MS = 5 * 60 * 1000;
-export const DEFAULT_PING_INTERVAL_MS = 10_000;
-export const DEFAULT_PING_TIMEOUT_MS = 20_000;
+// A dead peer (link cut, node gone) is detected within interval + timeout = 15 s.
+export const DEFAULT_PING_INTERVAL_MS = 5_000;
+export const DEFAULT_PING_TIMEOUT_MS = 10_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 /**
