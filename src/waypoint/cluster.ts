@@ -23,6 +23,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Clock } from '../common/clock.js';
+import type { AbortLike } from './abort.js';
 import type { ClusterConfig, Endpoint } from './config.js';
 
 export interface EndpointState {
@@ -69,7 +70,7 @@ export class ClusterState {
   }
 
   /** Takes an active slot, waiting in the pending queue; refuses at once on overflow. Abort removes a waiter. */
-  admit(signal?: AbortSignal): Promise<Admission> {
+  admit(signal?: AbortLike): Promise<Admission> {
     const release = (): void => {
       const next = this.#pending.shift();
       if (next) next();

@@ -25,6 +25,7 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Clock } from '../common/clock.js';
 import type { Logger } from '../common/logger.js';
+import { Abort, LinkedAbort, type AbortLike } from './abort.js';
 import type { AuthnResult, JwtAuthenticator } from './authn.js';
 import { evaluateAuthz, type AuthzVerdict } from './authz.js';
 import type { ClusterState, EndpointState } from './cluster.js';
@@ -57,7 +58,7 @@ export interface PipelineRequest {
   /** Source workload attributes (from HBONE baggage), for the source_* labels. */
   readonly sourceWorkload?: { readonly workload?: string; readonly namespace?: string; readonly cluster?: string; readonly canonicalService?: string; readonly canonicalRevision?: string };
   /** Aborted when the client goes away. */
-  readonly signal: AbortSignal;
+  readonly signal: AbortLike;
 }
 
 export interface SinkResult { readonly bytes: number; readonly error?: string }
@@ -105,6 +106,8 @@ interface Ctx {
 
 type Step = { kind: 'continue' } | { kind: 'reply'; outcome: LocalOutcome; detail?: string } | { kind: 'custom'; status: number; headers: Record<string, string | string[]>; body: string; flag?: string };
 const CONTINUE: Step = { kind: 'continue' };
+const NO_ATTRS = Object.freeze({});
+const NO_HOSTS: ReadonlySet<string> = new Set();
 
 const GRPC_RETRY: Partial<Record<RetryCondition, number>> = { cancelled: 1, 'deadline-exceeded': 4, internal: 13, 'resource-exhausted': 8, unavailable: 14 };
 const MAX_GRPC_BUFFER = 1 << 20;
@@ -121,9 +124,12 @@ export class Pipeline {
     const d = this.#d;
     const grpc = (req.headers['content-type'] ?? '').startsWith('application/grpc');
     const incoming = extractTrace(req.headers);
-    const span = d.tracer.start(`${req.service.hostname}:${req.service.port}/*`, incoming, {
-      'http.request.method': req.method, 'url.path': splitPath(req.path).path, 'server.address': req.authority, 'upstream_cluster': '',
-    });
+    // span names and attributes are only built when spans are exported
+    const span = d.tracer.recording
+      ? d.tracer.start(`${req.service.hostname}:${req.service.port}/*`, incoming, {
+        'http.request.method': req.method, 'url.path': splitPath(req.path).path, 'server.address': req.authority, 'upstream_cluster': '',
+      })
+      : d.tracer.start('', incoming, NO_ATTRS);
     const headers: Record<string, string> = { ...req.headers };
     const ctx: Ctx = {
       id: req.headers['x-request-id'] ?? randomUUID(),
@@ -156,9 +162,18 @@ export class Pipeline {
   }
 
   async #run(ctx: Ctx, sink: ResponseSink): Promise<void> {
-    const phases: Array<(c: Ctx) => Step | Promise<Step>> = [(c) => this.#authn(c), (c) => this.#authz(c), (c) => this.#route(c), (c) => this.#filters(c), (c) => this.#fault(c), (c) => this.#upstreamSelect(c)];
-    for (const phase of phases) {
-      const step = await phase(ctx);
+    // the phases in order (no per-request closures); async phases are only awaited when they have work
+    for (let i = 0; i < 6; i++) {
+      let step: Step | Promise<Step>;
+      switch (i) {
+        case 0: step = ctx.in.service.requestAuthentication.length === 0 ? CONTINUE : this.#authn(ctx); break;
+        case 1: step = this.#authz(ctx); break;
+        case 2: step = this.#route(ctx); break;
+        case 3: step = this.#d.plugins.length === 0 ? CONTINUE : this.#filters(ctx); break;
+        case 4: step = ctx.route?.fault ? this.#fault(ctx) : CONTINUE; break;
+        default: step = this.#upstreamSelect(ctx);
+      }
+      if (step instanceof Promise) step = await step;
       if (step.kind === 'reply') return this.#local(ctx, sink, step.outcome, step.detail);
       if (step.kind === 'custom') return this.#custom(ctx, sink, step.status, step.headers, step.body, step.flag);
     }
@@ -264,12 +279,14 @@ export class Pipeline {
     const route = ctx.route as RouteConfig;
     const cluster = ctx.cluster as ClusterState;
     const policy = route.retries;
-    const overall = new AbortController();
-    const onClient = (): void => overall.abort();
-    ctx.in.signal.addEventListener('abort', onClient, { once: true });
-    const overallTimer = route.timeoutMs > 0 ? d.clock.setTimeout(() => overall.abort(), route.timeoutMs) : undefined;
+    // aborted by the client going away or the route timeout; without a timeout the client's own signal serves
+    const overallCtl = route.timeoutMs > 0 ? new LinkedAbort(ctx.in.signal) : undefined;
+    const overall: AbortLike = overallCtl ?? ctx.in.signal;
+    const overallTimer = overallCtl ? d.clock.setTimeout(() => overallCtl.abort(), route.timeoutMs) : undefined;
     const tried = new Set<string>();
-    const hashInput = { headers: ctx.in.headers, sourceIp: ctx.in.sourceAddress, query: splitPath(ctx.in.path).query };
+    // the query is only parsed when a consistent-hash policy asks for it
+    const inPath = ctx.in.path;
+    const hashInput = { headers: ctx.in.headers, sourceIp: ctx.in.sourceAddress, get query(): URLSearchParams { return splitPath(inPath).query; } };
     const protocol = cluster.config.protocol;
     let last: Step = { kind: 'reply', outcome: 'no_healthy_upstream' };
     try {
@@ -277,19 +294,19 @@ export class Pipeline {
         let isRetry = false;
         if (attempt > 0) {
           const ceil = Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** (attempt - 1));
-          await this.#sleep(Math.floor(d.random() * ceil), overall.signal);
-          if (overall.signal.aborted) break;
+          await this.#sleep(Math.floor(d.random() * ceil), overall);
+          if (overall.aborted) break;
           isRetry = true;
           cluster.activeRetries++;
           d.telemetry.retries.inc({ destination_service: ctx.in.service.hostname, cluster: cluster.config.name });
         }
         try {
-          const admission = await cluster.admit(overall.signal);
+          const admission = await cluster.admit(overall);
           if (!admission.ok) {
-            if (overall.signal.aborted) break;
+            if (overall.aborted) break;
             return { kind: 'reply', outcome: 'overflow' };
           }
-          const ep = cluster.pick(hashInput, policy.retryIgnorePreviousHosts ? tried : new Set());
+          const ep = cluster.pick(hashInput, policy.retryIgnorePreviousHosts ? tried : NO_HOSTS);
           if (!ep) {
             admission.release();
             return { kind: 'reply', outcome: 'no_healthy_upstream' };
@@ -297,28 +314,28 @@ export class Pipeline {
           tried.add(ep.key);
           ctx.endpoint = ep;
           ctx.attempts++;
-          const tryCtl = new AbortController();
-          const onOverall = (): void => tryCtl.abort();
-          overall.signal.addEventListener('abort', onOverall, { once: true });
-          const tryTimer = policy.perTryTimeoutMs > 0 ? d.clock.setTimeout(() => tryCtl.abort(), policy.perTryTimeoutMs) : undefined;
+          // per-try signal: its own only with a per-try timeout, else the overall one
+          const tryCtl = policy.perTryTimeoutMs > 0 ? new LinkedAbort(overall) : undefined;
+          const trySignal: AbortLike = tryCtl ?? overall;
+          const tryTimer = tryCtl ? d.clock.setTimeout(() => tryCtl.abort(), policy.perTryTimeoutMs) : undefined;
           ep.active++;
           const done = (): void => {
             ep.active--;
             tryTimer?.cancel();
-            overall.signal.removeEventListener('abort', onOverall);
+            tryCtl?.unlink();
             admission.release();
           };
-          const headers = { ...ctx.up.headers };
-          if (attempt > 0) headers['x-envoy-attempt-count'] = String(attempt + 1);
+          // the pool copies what it sends, so the first try needs no copy of its own
+          const headers = attempt === 0 ? ctx.up.headers : { ...ctx.up.headers, 'x-envoy-attempt-count': String(attempt + 1) };
           let resp: UpstreamResponse;
           try {
-            resp = await d.pool.request(ep.endpoint, protocol, { method: ctx.up.method, path: ctx.up.path, authority: ctx.up.authority, headers, body: ctx.in.body, signal: tryCtl.signal }, cluster.config.connectionPool.maxRequestsPerConnection);
+            resp = await d.pool.request(ep.endpoint, protocol, { method: ctx.up.method, path: ctx.up.path, authority: ctx.up.authority, headers, body: ctx.in.body, signal: trySignal }, cluster.config.connectionPool.maxRequestsPerConnection);
           } catch (err) {
             done();
             const kind = err instanceof WaypointUpstreamError ? err.kind : 'reset';
             ctx.error = err instanceof Error ? err.message : String(err);
             cluster.record(ep, kind === 'refused_stream' ? 'reset' : kind);
-            if (overall.signal.aborted) {
+            if (overall.aborted) {
               last = ctx.in.signal.aborted ? { kind: 'reply', outcome: 'upstream_reset', detail: 'client went away' } : { kind: 'reply', outcome: 'timeout' };
               break;
             }
@@ -354,13 +371,13 @@ export class Pipeline {
           if (isRetry) cluster.activeRetries--;
         }
       }
-      if (ctx.attempts > 1 && !overall.signal.aborted) ctx.flags.push('URX');
-      if (overall.signal.aborted && !ctx.in.signal.aborted) return { kind: 'reply', outcome: 'timeout' };
+      if (ctx.attempts > 1 && !overall.aborted) ctx.flags.push('URX');
+      if (overall.aborted && !ctx.in.signal.aborted) return { kind: 'reply', outcome: 'timeout' };
       if (last.kind === 'continue') return { kind: 'reply', outcome: 'upstream_reset', detail: 'retries exhausted' };
       return last;
     } finally {
       overallTimer?.cancel();
-      ctx.in.signal.removeEventListener('abort', onClient);
+      overallCtl?.unlink();
     }
   }
 
@@ -474,11 +491,13 @@ export class Pipeline {
     } catch (err) {
       d.logger.warn({ err }, 'recording request telemetry failed');
     }
-    ctx.span.end({
-      'http.response.status_code': ctx.status, 'upstream_cluster': ctx.cluster?.config.name ?? '', 'response_flags': labels.response_flags,
-      'istio.canonical_service': labels.destination_canonical_service, 'guid:x-request-id': ctx.id,
-      ...(ctx.grpc && ctx.grpcStatus !== undefined ? { 'rpc.grpc.status_code': ctx.grpcStatus } : {}),
-    }, ctx.status >= 500 || ctx.status === 0);
+    if (d.tracer.recording) {
+      ctx.span.end({
+        'http.response.status_code': ctx.status, 'upstream_cluster': ctx.cluster?.config.name ?? '', 'response_flags': labels.response_flags,
+        'istio.canonical_service': labels.destination_canonical_service, 'guid:x-request-id': ctx.id,
+        ...(ctx.grpc && ctx.grpcStatus !== undefined ? { 'rpc.grpc.status_code': ctx.grpcStatus } : {}),
+      }, ctx.status >= 500 || ctx.status === 0);
+    }
     for (const p of d.plugins) {
       try {
         p.onLog?.(record);
@@ -502,10 +521,10 @@ export class Pipeline {
     void ctx.in.body.whenEnded().then(() => {
       const buf = ctx.in.body.buffered();
       if (!buf) return;
-      const ctl = new AbortController();
+      const ctl = new Abort();
       const timer = d.clock.setTimeout(() => ctl.abort(), d.mirrorTimeoutMs);
       d.pool
-        .request(ep.endpoint, cluster.config.protocol, { ...req, body: RequestBody.of(buf), signal: ctl.signal }, cluster.config.connectionPool.maxRequestsPerConnection)
+        .request(ep.endpoint, cluster.config.protocol, { ...req, body: RequestBody.of(buf), signal: ctl }, cluster.config.connectionPool.maxRequestsPerConnection)
         .then((r) => {
           r.body.on('error', () => undefined);
           r.body.once('end', () => timer.cancel());
@@ -514,7 +533,7 @@ export class Pipeline {
     });
   }
 
-  #sleep(ms: number, signal: AbortSignal): Promise<void> {
+  #sleep(ms: number, signal: AbortLike): Promise<void> {
     if (ms <= 0 || signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
       const t = this.#d.clock.setTimeout(() => {

@@ -18,12 +18,13 @@
  */
 import { createServer as createH1Server, type IncomingMessage, type Server as H1Server, type ServerResponse } from 'node:http';
 import { constants as h2c, performServerHandshake, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
-import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { connect as netConnect, createServer as createNetServer, Socket as NetSocket, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { Duplex, type Readable } from 'node:stream';
 import { Registry } from 'prom-client';
 import { systemClock, type Clock } from '../common/clock.js';
 import type { Logger } from '../common/logger.js';
 import type { InboundRequest, TargetDecision } from '../hbone/server.js';
+import { Abort, type AbortLike } from './abort.js';
 import { JwtAuthenticator } from './authn.js';
 import { ClusterState } from './cluster.js';
 import type { ClusterConfig, L7Config, ServiceConfig, WorkloadConfig } from './config.js';
@@ -34,7 +35,7 @@ import { Pipeline, type PipelineRequest, type ResponseSink, type SinkResult } fr
 import type { WaypointPlugin } from './plugin.js';
 import { RequestBody } from './request-body.js';
 import { sniff } from './sniff.js';
-import { sourceFromBaggage } from './source-baggage.js';
+import { sourceFromBaggage, type SourceWorkload } from './source-baggage.js';
 import { TcpProxy, type TcpTarget } from './tcp-proxy.js';
 import { WaypointTcpTelemetry } from './tcp-telemetry.js';
 import { WaypointTelemetry } from './telemetry.js';
@@ -80,6 +81,7 @@ export class Waypoint {
   readonly #h1: H1Server;
   readonly #sessions = new Set<ServerHttp2Session>();
   readonly #meta = new WeakMap<object, ConnectionMeta>();
+  readonly #baggageCache = new WeakMap<ReadonlyMap<string, string>, SourceWorkload>();
   readonly #listeners = new Set<NetServer>();
   readonly #sockets = new Set<Duplex>();
   /** HTTP/1 connections and their in-flight request count (for drain). */
@@ -171,7 +173,15 @@ export class Waypoint {
       if (kind === 'more') return;
       socket.off('data', onData);
       if (kind === 'h2') {
-        this.#serveH2(prepend(socket, buf), meta);
+        // a real socket keeps Node's native HTTP/2 I/O path (the session reads the
+        // sniffed bytes back from the readable buffer); any other stream goes through prepend()
+        if (hasNativeHandle(socket)) {
+          socket.pause();
+          socket.unshift(buf);
+          this.#serveH2(socket, meta);
+        } else {
+          this.#serveH2(prepend(socket, buf), meta);
+        }
         return;
       }
       const svc = kind === 'tcp' && meta.target ? this.#serviceByAddress(meta.target.host, meta.target.port) : undefined;
@@ -325,12 +335,12 @@ export class Waypoint {
     const headers: HeaderMap = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
     const authority = headers.host ?? '';
-    const ctl = new AbortController();
+    const ctl = new Abort();
     res.once('close', () => {
       if (!res.writableFinished) ctl.abort();
     });
     const sink = h1Sink(res);
-    void this.#dispatch(meta, req.method ?? 'GET', req.url ?? '/', authority, headers, req, 'http', ctl.signal, sink);
+    void this.#dispatch(meta, req.method ?? 'GET', req.url ?? '/', authority, headers, req, 'http', ctl, sink);
   }
 
   // ------------------------------------------------------------ HTTP/2
@@ -349,14 +359,14 @@ export class Waypoint {
     for (const [k, v] of Object.entries(raw)) if (v !== undefined && !k.startsWith(':')) headers[k] = Array.isArray(v) ? v.join(', ') : v;
     const authority = (raw[':authority'] as string | undefined) ?? headers.host ?? '';
     if (headers.host === undefined) headers.host = authority;
-    const ctl = new AbortController();
+    const ctl = new Abort();
     stream.once('close', () => {
       if (stream.rstCode !== h2c.NGHTTP2_NO_ERROR || !stream.writableFinished) ctl.abort();
     });
-    void this.#dispatch(meta, (raw[':method'] as string | undefined) ?? 'GET', (raw[':path'] as string | undefined) ?? '/', authority, headers, stream, 'http2', ctl.signal, h2Sink(stream));
+    void this.#dispatch(meta, (raw[':method'] as string | undefined) ?? 'GET', (raw[':path'] as string | undefined) ?? '/', authority, headers, stream, 'http2', ctl, h2Sink(stream));
   }
 
-  async #dispatch(meta: ConnectionMeta, method: string, path: string, authority: string, headers: HeaderMap, body: Readable, protocol: 'http' | 'http2', signal: AbortSignal, sink: ResponseSink): Promise<void> {
+  async #dispatch(meta: ConnectionMeta, method: string, path: string, authority: string, headers: HeaderMap, body: Readable, protocol: 'http' | 'http2', signal: AbortLike, sink: ResponseSink): Promise<void> {
     try {
       const svc = this.#resolve(meta, authority);
       if (!svc) {
@@ -377,12 +387,22 @@ export class Waypoint {
       const req: PipelineRequest = {
         method, path, authority, headers, body: reqBody, protocol, service: svc, sourceAddress: meta.sourceAddress,
         ...(meta.peerIdentity ? { sourcePrincipal: meta.peerIdentity } : {}), mtls: meta.peerIdentity !== undefined, signal,
-        ...(meta.baggage ? { sourceWorkload: sourceFromBaggage(meta.baggage) } : {}),
+        ...(meta.baggage ? { sourceWorkload: this.#sourceWorkload(meta.baggage) } : {}),
       };
       await this.#pipeline.handle(req, sink);
     } catch (err) {
       this.#log.error({ err }, 'BUG: unexpected error dispatching a waypoint request');
     }
+  }
+
+  /** Source attributes of a connection's baggage, parsed once per connection rather than per request. */
+  #sourceWorkload(b: ReadonlyMap<string, string>): SourceWorkload {
+    let sw = this.#baggageCache.get(b);
+    if (!sw) {
+      sw = sourceFromBaggage(b);
+      this.#baggageCache.set(b, sw);
+    }
+    return sw;
   }
 
   /** Flushes pending spans (tests, shutdown). */
@@ -420,6 +440,11 @@ export class Waypoint {
     for (const session of this.#sessions) session.destroy();
     await this.#tracer.shutdown();
   }
+}
+
+/** A net.Socket still attached to its libuv handle (HTTP/2 can consume it natively). */
+function hasNativeHandle(s: Duplex): s is NetSocket {
+  return s instanceof NetSocket && (s as unknown as { _handle?: { isStreamBase?: boolean } })._handle?.isStreamBase === true;
 }
 
 /**

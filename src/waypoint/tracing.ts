@@ -97,6 +97,11 @@ export class WaypointTracer {
     }
   }
 
+  /** True when spans are exported (an OTLP endpoint is set); callers skip building names and attributes otherwise. */
+  get recording(): boolean {
+    return this.#tracer !== undefined;
+  }
+
   start(name: string, incoming: IncomingTrace | undefined, attrs: Attributes): ActiveSpan {
     if (!this.#tracer) {
       const traceId = incoming?.traceId ?? randomHex(16);

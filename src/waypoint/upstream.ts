@@ -17,6 +17,7 @@ import { Agent, request as httpRequest, type ClientRequest, type IncomingMessage
 import { connect as h2connect, constants as h2c, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
 import { connect as netConnect, Socket } from 'node:net';
 import { Duplex, type Readable } from 'node:stream';
+import type { AbortLike } from './abort.js';
 import type { Endpoint } from './config.js';
 import { WaypointUpstreamError } from './errors.js';
 import type { RequestBody } from './request-body.js';
@@ -65,7 +66,7 @@ export interface UpstreamRequest {
   /** Streams live on the first attempt; retries replay the kept copy. */
   readonly body: RequestBody;
   /** Aborts this attempt (per-try timeout, overall timeout, client gone). */
-  readonly signal: AbortSignal;
+  readonly signal: AbortLike;
 }
 
 export interface UpstreamResponse {
@@ -108,8 +109,9 @@ class DialerAgent extends Agent {
     };
     return keep() as unknown as void;
   }
+  // sockets and ByteShims alike: Node's implementation removes its idle-socket error listener here
   override reuseSocket(s: Duplex, req: ClientRequest): void {
-    if (isSocket(s)) super.reuseSocket(s, req);
+    super.reuseSocket(s as Socket, req);
   }
 }
 
@@ -290,39 +292,68 @@ export class UpstreamPool {
 
 /**
  * Passes bytes to and from a non-socket stream (e.g. an HBONE tunnel, an
- * HTTP/2 stream) one Buffer at a time. The HTTP/1.1 client corks and writes
- * latin1 strings; an Http2Stream's writev then sent corrupted bytes for the
- * first chunk (seen with Node 20), so strings become Buffers here, in order.
+ * HTTP/2 stream). The HTTP/1.1 client corks and writes latin1 strings; an
+ * Http2Stream's writev then sent corrupted bytes for the first chunk (seen
+ * with Node 20), so strings become Buffers here, in order. A corked batch
+ * (request head + body) is joined into one Buffer: one DATA frame instead of
+ * one per chunk.
+ *
+ * ref()/unref() are no-ops so Node's Agent can treat the shim like a socket:
+ * its reuseSocket() removes the idle-socket error listener it added when the
+ * connection went back to the pool; skipping it (as an earlier version did
+ * for non-sockets) leaked one 'error' listener per reused request.
  */
+class ByteShim extends Duplex {
+  readonly #inner: Duplex;
+
+  constructor(inner: Duplex) {
+    // allowHalfOpen false: when the tunnel's read side ends (the backend or its
+    // agent went away), the shim ends and closes too. Node's Agent only drops an
+    // idle pooled connection on 'close'; a half-open shim would be reused and
+    // the next request would hang on a dead tunnel.
+    super({ allowHalfOpen: false });
+    this.#inner = inner;
+    inner.on('data', (c: Buffer) => {
+      if (!this.push(c)) inner.pause();
+    });
+    inner.once('end', () => this.push(null));
+    inner.once('close', () => this.destroy());
+    inner.on('error', (e: Error) => this.destroy(e));
+  }
+
+  ref(): this {
+    return this;
+  }
+  unref(): this {
+    return this;
+  }
+
+  override _read(): void {
+    this.#inner.resume();
+  }
+
+  override _write(chunk: Buffer | string, enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.#inner.write(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk, enc), cb);
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer | string; encoding: BufferEncoding }>, cb: (err?: Error | null) => void): void {
+    const bufs = chunks.map((c) => (Buffer.isBuffer(c.chunk) ? c.chunk : Buffer.from(c.chunk, c.encoding)));
+    this.#inner.write(bufs.length === 1 ? bufs[0] : Buffer.concat(bufs), cb);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.#inner.end();
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
+    this.#inner.destroy(err ?? undefined);
+    cb(err);
+  }
+}
+
 function byteShim(inner: Duplex): Duplex {
-  // allowHalfOpen false: when the tunnel's read side ends (the backend or its
-  // agent went away), the shim ends and closes too. Node's Agent only drops an
-  // idle pooled connection on 'close'; a half-open shim would be reused and
-  // the next request would hang on a dead tunnel.
-  const d = new Duplex({
-    allowHalfOpen: false,
-    read() {
-      inner.resume();
-    },
-    write(chunk: Buffer | string, enc: BufferEncoding, cb: (err?: Error | null) => void) {
-      inner.write(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk, enc), cb);
-    },
-    final(cb) {
-      inner.end();
-      cb();
-    },
-    destroy(err, cb) {
-      inner.destroy(err ?? undefined);
-      cb(err);
-    },
-  });
-  inner.on('data', (c: Buffer) => {
-    if (!d.push(c)) inner.pause();
-  });
-  inner.once('end', () => d.push(null));
-  inner.once('close', () => d.destroy());
-  inner.on('error', (e: Error) => d.destroy(e));
-  return d;
+  return new ByteShim(inner);
 }
 
 function flat(h: IncomingHttpHeaders): Record<string, string> {
