@@ -21,6 +21,7 @@
  */
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
+import { runOpenLoop } from './open-loop.js';
 
 export interface LoadArgs {
   readonly host: string;
@@ -80,30 +81,21 @@ async function runLoad(a: LoadArgs): Promise<LoadResult> {
   const body = Buffer.alloc(a.bodyBytes, 0x62);
   const agent = new http.Agent({ keepAlive: a.keepAlive, maxSockets: a.keepAlive ? 64 : Infinity });
   let connections = 0;
-  const maxInFlight = a.maxInFlight ?? 256;
   const timeoutMs = a.timeoutMs ?? 5000;
-  const total = Math.round(a.rps * (a.warmupSeconds + a.seconds));
-  const warm = Math.round(a.rps * a.warmupSeconds);
-  const interval = 1000 / a.rps;
   const latencyMs: number[] = [];
   const firstErrors: string[] = [];
-  let sent = 0;
   let completed = 0;
   let errors = 0;
-  let skipped = 0;
-  let inFlight = 0;
-  let recordStart = Number.NaN;
   let recordEnd = Number.NaN;
 
-  const one = (index: number): Promise<void> =>
+  const one = (warmup: boolean): Promise<void> =>
     new Promise<void>((resolve) => {
       const t0 = performance.now();
       let done = false;
       const finish = (err?: Error): void => {
         if (done) return;
         done = true;
-        inFlight--;
-        if (index >= warm) {
+        if (!warmup) {
           if (err) {
             errors++;
             if (firstErrors.length < 5) firstErrors.push(err.message);
@@ -115,7 +107,6 @@ async function runLoad(a: LoadArgs): Promise<LoadResult> {
         }
         resolve();
       };
-      inFlight++;
       const req = http.request(
         {
           host: a.host,
@@ -142,35 +133,12 @@ async function runLoad(a: LoadArgs): Promise<LoadResult> {
       req.end(body);
     });
 
-  const pending: Array<Promise<void>> = [];
-  const start = performance.now();
-  await new Promise<void>((resolve) => {
-    const tick = (): void => {
-      const due = Math.min(total, Math.floor((performance.now() - start) / interval) + 1);
-      while (sent < due) {
-        if (sent === warm) recordStart = performance.now();
-        if (inFlight >= maxInFlight) {
-          if (sent >= warm) skipped++;
-          sent++;
-          continue;
-        }
-        pending.push(one(sent));
-        sent++;
-      }
-      if (sent >= total) {
-        resolve();
-        return;
-      }
-      const next = start + sent * interval;
-      setTimeout(tick, Math.max(0, next - performance.now()));
-    };
-    tick();
-  });
-  await Promise.all(pending);
+  // Latency here runs from the moment the request is issued (connect included).
+  const { sent, skipped, recordStart } = await runOpenLoop({ rps: a.rps, seconds: a.seconds, warmupSeconds: a.warmupSeconds, maxInFlight: a.maxInFlight ?? 256 }, (_i, _due, warmup) => one(warmup));
   agent.destroy();
   const seconds = (recordEnd - recordStart) / 1000;
   return {
-    sent: sent - warm,
+    sent,
     completed,
     errors,
     skipped,

@@ -22,6 +22,7 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import { performance } from 'node:perf_hooks';
+import { runOpenLoop } from './open-loop.js';
 
 export interface L7LoadArgs {
   readonly host: string;
@@ -164,28 +165,17 @@ function h2Issuer(a: L7LoadArgs, body: Buffer): { issue: Issue; close(): void } 
 async function runLoad(a: L7LoadArgs): Promise<L7LoadResult> {
   const body = Buffer.alloc(a.bodyBytes, 0x62);
   const issuer = a.protocol === 'h2' ? h2Issuer(a, body) : h1Issuer(a, body);
-  const total = Math.round(a.rps * (a.warmupSeconds + a.seconds));
-  const warm = Math.round(a.rps * a.warmupSeconds);
-  const interval = 1000 / a.rps;
-  const maxInFlight = a.maxInFlight ?? 2000;
   const latencyMs: number[] = [];
   const firstErrors: string[] = [];
   const statusCounts: Record<string, number> = {};
-  let sent = 0;
   let completed = 0;
   let errors = 0;
-  let skipped = 0;
-  let inFlight = 0;
-  let recordStart = Number.NaN;
   let recordEnd = Number.NaN;
-  const start = performance.now();
-  const pending: Array<Promise<void>> = [];
-  const one = (index: number, scheduled: number): Promise<void> =>
+  // Latency here runs from the request's due time, so a stalled proxy shows up in it.
+  const one = (dueAt: number, warmup: boolean): Promise<void> =>
     new Promise<void>((resolve) => {
-      inFlight++;
       issuer.issue((r) => {
-        inFlight--;
-        if (index >= warm) {
+        if (!warmup) {
           if (r instanceof Error) {
             errors++;
             if (firstErrors.length < 5) firstErrors.push(r.message);
@@ -193,7 +183,7 @@ async function runLoad(a: L7LoadArgs): Promise<L7LoadResult> {
             statusCounts[String(r)] = (statusCounts[String(r)] ?? 0) + 1;
             if (r === 200) {
               completed++;
-              latencyMs.push(Math.round((performance.now() - scheduled) * 1000) / 1000);
+              latencyMs.push(Math.round((performance.now() - dueAt) * 1000) / 1000);
               recordEnd = performance.now();
             } else {
               errors++;
@@ -204,29 +194,11 @@ async function runLoad(a: L7LoadArgs): Promise<L7LoadResult> {
         resolve();
       });
     });
-  await new Promise<void>((resolve) => {
-    const tick = (): void => {
-      const due = Math.min(total, Math.floor((performance.now() - start) / interval) + 1);
-      while (sent < due) {
-        if (sent === warm) recordStart = start + sent * interval;
-        if (inFlight >= maxInFlight) {
-          if (sent >= warm) skipped++;
-          sent++;
-          continue;
-        }
-        pending.push(one(sent, start + sent * interval));
-        sent++;
-      }
-      if (sent >= total) return resolve();
-      setTimeout(tick, Math.max(0, start + sent * interval - performance.now()));
-    };
-    tick();
-  });
-  await Promise.all(pending);
+  const { sent, skipped, recordStart } = await runOpenLoop({ rps: a.rps, seconds: a.seconds, warmupSeconds: a.warmupSeconds, maxInFlight: a.maxInFlight ?? 2000 }, (_i, dueAt, warmup) => one(dueAt, warmup));
   issuer.close();
   const seconds = (recordEnd - recordStart) / 1000;
   return {
-    sent: sent - warm,
+    sent,
     completed,
     errors,
     skipped,
