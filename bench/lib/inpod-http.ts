@@ -22,6 +22,7 @@
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { runOpenLoop } from './open-loop.js';
+import { answer1KiB, readyAfter, stopOnStdinEnd } from './pod-server.js';
 
 export interface LoadArgs {
   readonly host: string;
@@ -51,30 +52,14 @@ export interface LoadResult {
   readonly connections: number;
 }
 
-const RESPONSE_BYTES = 1024;
-
 function runServer(host: string, port: number): void {
-  const payload = Buffer.alloc(RESPONSE_BYTES, 0x61);
-  const server = http.createServer((req, res) => {
-    req.on('data', () => undefined);
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(payload.length) });
-      res.end(payload);
-    });
-    req.on('error', () => res.destroy());
-  });
+  const server = http.createServer(answer1KiB);
   server.keepAliveTimeout = 5000;
-  server.listen(port, host, () => process.stdout.write(`${JSON.stringify({ ev: 'ready', pid: process.pid })}\n`));
-  const stop = (): void => {
+  server.listen(port, host, readyAfter(1));
+  stopOnStdinEnd(() => {
     server.close();
     server.closeAllConnections();
-    process.exit(0);
-  };
-  process.stdin.on('end', stop);
-  process.stdin.on('error', stop);
-  process.stdin.resume();
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  });
 }
 
 async function runLoad(a: LoadArgs): Promise<LoadResult> {

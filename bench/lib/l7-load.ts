@@ -23,6 +23,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import { runOpenLoop } from './open-loop.js';
+import { answer1KiB, readyAfter, stopOnStdinEnd } from './pod-server.js';
 
 export interface L7LoadArgs {
   readonly host: string;
@@ -53,37 +54,18 @@ export interface L7LoadResult {
   readonly statusCounts: Readonly<Record<string, number>>;
 }
 
-const RESPONSE = Buffer.alloc(1024, 0x61);
-
 function runServer(host: string, h1Port: number, h2Port: number): void {
-  const answer = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): void => {
-    req.on('data', () => undefined);
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(RESPONSE.length) });
-      res.end(RESPONSE);
-    });
-    req.on('error', () => res.destroy());
-  };
-  const h1 = http.createServer(answer);
+  const h1 = http.createServer(answer1KiB);
   h1.keepAliveTimeout = 60_000;
-  const h2 = http2.createServer({ settings: { maxConcurrentStreams: 1000 } }, answer);
-  let listening = 0;
-  const ready = (): void => {
-    if (++listening === 2) process.stdout.write(`${JSON.stringify({ ev: 'ready', pid: process.pid })}\n`);
-  };
+  const h2 = http2.createServer({ settings: { maxConcurrentStreams: 1000 } }, answer1KiB);
+  const ready = readyAfter(2);
   h1.listen(h1Port, host, ready);
   h2.listen(h2Port, host, ready);
-  const stop = (): void => {
+  stopOnStdinEnd(() => {
     h1.closeAllConnections();
     h1.close();
     h2.close();
-    process.exit(0);
-  };
-  process.stdin.on('end', stop);
-  process.stdin.on('error', stop);
-  process.stdin.resume();
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  });
 }
 
 type Issue = (done: (status: number | Error) => void) => void;

@@ -22,6 +22,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { answer1KiB, readyAfter, stopOnStdinEnd } from './pod-server.js';
 
 export interface SoakClientArgs {
   readonly host: string;
@@ -96,37 +97,20 @@ function slice(id: number, offset: number, len: number): Buffer {
 }
 
 function runServer(host: string, httpPort: number, echoPort: number): void {
-  const payload = Buffer.alloc(RESPONSE_BYTES, 0x61);
-  const web = http.createServer((req, res) => {
-    req.on('data', () => undefined);
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(payload.length) });
-      res.end(payload);
-    });
-    req.on('error', () => res.destroy());
-  });
+  const web = http.createServer(answer1KiB);
   web.keepAliveTimeout = 30_000;
   const echo = net.createServer({ allowHalfOpen: true }, (s) => {
     s.on('error', () => s.destroy());
     s.pipe(s);
   });
-  let listening = 0;
-  const ready = (): void => {
-    if (++listening === 2) process.stdout.write(`${JSON.stringify({ ev: 'ready', pid: process.pid })}\n`);
-  };
+  const ready = readyAfter(2);
   web.listen(httpPort, host, ready);
   echo.listen(echoPort, host, ready);
-  const stop = (): void => {
+  stopOnStdinEnd(() => {
     web.close();
     web.closeAllConnections();
     echo.close();
-    process.exit(0);
-  };
-  process.stdin.on('end', stop);
-  process.stdin.on('error', stop);
-  process.stdin.resume();
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  });
 }
 
 function quantile(sorted: readonly number[], q: number): number {
