@@ -2,7 +2,7 @@
 // run long. FUZZ_RUNS (default 100000) iterations per target, FUZZ_TARGETS (comma
 // list) to pick targets, FUZZ_SEED to start from a fixed seed. Each failure is
 // saved as a regression seed in test/fixtures/fuzz/<target>-<seed>.json, which
-// test/unit/security-fuzz.test.ts replays on every `npm test`.
+// test/security/security-fuzz.test.ts replays on every `npm test`.
 // Needs a build first (npm run build); exits 1 when any target failed.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -16,7 +16,7 @@
  *   - rate: the achieved request rate is at least 90 % of the target.
  *
  * Used by scripts/soak.mjs (`npm run soak`, 10 minutes by default) and by
- * test/integration/chaos-soak.test.ts (60 s in CI). Needs root (the lab).
+ * test/chaos/chaos-soak.test.ts (60 s in CI). Needs root (the lab).
  */
 import { readdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -71,6 +71,10 @@ export interface LabUpOptions extends LabEnvOptions {
   controlPlane?: boolean;
   /** Appended to every waypoint's argv (control-plane mode), e.g. ['--otlp-endpoint', url]; kept for `labApply`. */
   waypointArgs?: readonly string[];
+  /** Appended to the control plane's argv, e.g. ['--max-cert-ttl-seconds', '60']; kept for `labStartControlPlane`. */
+  controlPlaneArgs?: readonly string[];
+  /** Appended to every agent's argv at `up`, e.g. ['--cert-ttl-seconds', '60'] (not kept for `labRestartAgent`). */
+  agentArgs?: readonly string[];
 }
 
 /** Where the lab's control plane listens, on the first node's address. */
@@ -308,6 +312,7 @@ async function startControlPlane(e: Env, store: StateStore, plan: LabPlan, clust
     '--port', String(LAB_CONTROL_PLANE_PORT),
     '--monitoring-port', String(LAB_CONTROL_PLANE_MONITORING_PORT),
     '--ready-file', readyFile,
+    ...(opts.controlPlaneArgs ?? []),
   ];
   const launch: ControlPlaneLaunch = { netns: host.netns, argv, logFile, readyFile };
   writeFileSync(join(stateDir, CONTROL_PLANE_LAUNCH_FILE), JSON.stringify(launch, null, 2) + '\n', { mode: 0o644 });
@@ -395,7 +400,7 @@ async function startAgents(e: Env, store: StateStore, plan: LabPlan, clusterFile
     const logFile = join(stateDir, `agent-${node.name}.log`);
     rmSync(readyFile, { force: true }); // a stale one from an earlier run would fake readiness
     const remote = cp ? ['--xds-address', cp.address, '--token-file', cp.tokenFile(node.name), '--root-cert', cp.rootCert] : [];
-    const argv = [...agentArgv(command, { node: node.name, clusterFile, caDir, readyFile }), ...remote];
+    const argv = [...agentArgv(command, { node: node.name, clusterFile, caDir, readyFile }), ...remote, ...(opts.agentArgs ?? [])];
     const proc = await launch({ node: node.name, netns: node.netns, argv, logFile, readyFile });
     const startTime = processStartTime(proc.pid);
     store.update((s) => s.agents.push({ node: node.name, pid: proc.pid, ...(startTime ? { startTime } : {}), logFile, readyFile }));

@@ -5,7 +5,7 @@
  * authorization evaluator (checked against a small reference model below).
  *
  * Each target is a function of run parameters so the same properties serve
- * the quick run in `npm test` (test/unit/security-fuzz.test.ts), the long
+ * the quick run in `npm test` (test/security/security-fuzz.test.ts), the long
  * run (`scripts/fuzz.mjs`, FUZZ_RUNS) and the replay of regression seeds
  * saved under test/fixtures/fuzz/.
  */
