@@ -156,6 +156,8 @@ export class Agent {
         return connectFromNetns(world.native, { netns, host: dst.host, port: dst.port, mark: cfg.packetMark }).setNoDelay(true);
       },
     });
+    // One cap per pod and direction (outbound 15001/15080, inbound plaintext 15006).
+    const pending = new PendingConnections({ maxPerPod: cfg.maxPendingPerPod ?? DEFAULT_MAX_PENDING_PER_POD, registry: world.registry });
     this.#inboundDeps = {
       get state() {
         return view.current;
@@ -173,6 +175,7 @@ export class Agent {
       captured: (w) => cfg.capture && (this.#enrollment === undefined || this.#rulesInstalled.has(w.uid)),
       netnsOf,
       authz: this.#authz,
+      pending,
     };
     this.#outboundDeps = {
       get state() {
@@ -186,7 +189,7 @@ export class Agent {
       splice: cfg.splice,
       netnsOf,
       waypointMetrics,
-      pending: new PendingConnections({ maxPerPod: cfg.maxPendingPerPod ?? DEFAULT_MAX_PENDING_PER_POD, registry: world.registry }),
+      pending,
     };
     this.#inbound = createInboundServer(this.#inboundDeps);
     // A policy or workload change re-decides the open inbound connections.
@@ -280,7 +283,7 @@ export class Agent {
 
   #startEnrollment(): void {
     const connect = (path: string): AgentZdsClient => {
-      const client = new AgentZdsClient({ path, native: this.#w.native, manager: this.#manager, logger: this.#w.logger });
+      const client = new AgentZdsClient({ path, native: this.#w.native, manager: this.#manager, logger: this.#w.logger, registry: this.#w.registry });
       this.#zds = client;
       return client;
     };

@@ -3,6 +3,8 @@
  * The HBONE server chooses its certificate during accept, which cannot wait,
  * so certificates are fetched when a workload is added and kept current on
  * rotation. The secret manager does the fetching, renewal and backoff.
+ * Expired certificates are never handed out (current() checks validity on
+ * every call; ensure() goes through the secret manager, which refuses them).
  */
 import { parseSpiffeId } from '../identity/spiffe.js';
 import type { SecretManager, WorkloadCertificate } from '../identity/secret-manager.js';
@@ -32,7 +34,18 @@ export class WorkloadCertificates {
     return fresh;
   }
 
+  /**
+   * The certificate to present for `identity` right now, or undefined when
+   * there is none or it has expired: an expired certificate is never
+   * presented (the HBONE server then refuses the connection, fail closed).
+   */
   current(identity: string): TlsIdentity | undefined {
-    return this.#current.get(identity);
+    const valid = this.#secrets.validCertificate(identity);
+    if (valid === undefined) return undefined;
+    const tls = this.#current.get(identity);
+    if (tls && tls.certChainPem[0] === valid.certChainPem[0]) return tls;
+    const fresh = toTlsIdentity(valid);
+    this.#current.set(identity, fresh);
+    return fresh;
   }
 }

@@ -16,7 +16,10 @@ export const DEFAULT_INBOUND_PLAINTEXT_PORT = 15006;
 export const DEFAULT_PACKET_MARK = 0x539;
 export const DEFAULT_DRAIN_DEADLINE_MS = 5_000;
 export const DEFAULT_CERT_TTL_SECONDS = 24 * 60 * 60;
-/** Outbound connections a pod may have accepted but not yet tunnelled; more are reset at accept. */
+/**
+ * Per pod and per direction: outbound connections accepted but not yet tunnelled, and plaintext
+ * inbound (15006) connections not yet connected to the app; more are reset at accept.
+ */
 export const DEFAULT_MAX_PENDING_PER_POD = 1024;
 
 /** Ports the agent itself listens on inside a pod; tunnelling to them is refused (self-call loop). */
@@ -65,6 +68,6 @@ export interface AgentConfig {
   readonly packetMark: number;
   readonly drainDeadlineMs: number;
   readonly certTtlSeconds: number;
-  /** Per-pod cap on outbound connections accepted but not yet tunnelled (default DEFAULT_MAX_PENDING_PER_POD). */
+  /** Per-pod cap, each direction, on connections accepted but not yet set up (default DEFAULT_MAX_PENDING_PER_POD). */
   readonly maxPendingPerPod?: number;
 }

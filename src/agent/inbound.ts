@@ -13,6 +13,10 @@
  * A tunnel from a waypoint pod carrying `forwarded: for=<client>` is
  * reported with that client as its source (telemetry and access log only;
  * the app still sees the waypoint's address).
+ * Plaintext floods: each pod may have at most `pending.maxPerPod` plaintext
+ * connections accepted on its 15006 whose dial to the app has not completed
+ * (PendingConnections, direction "inbound"); more are reset at accept, so a
+ * client flooding one pod cannot tie up the agent's dials for the others.
  */
 import { isIP, type Socket } from 'node:net';
 import type { Logger } from '../common/logger.js';
@@ -28,6 +32,7 @@ import type { WorkloadCertificates } from './certs.js';
 import { ILLEGAL_TARGET_PORTS } from './config.js';
 import { dialPod, startPodDial } from './dial.js';
 import type { InboundAuthz } from './inbound-authz.js';
+import type { PendingConnections } from './pending-connections.js';
 import { armAppSocket, relayTcp } from './relay.js';
 import { socketBytes, type ConnectionRecord, type OpenConnection, type Telemetry } from './telemetry.js';
 
@@ -48,6 +53,8 @@ export interface InboundDeps {
   netnsOf(w: LocalWorkload): NetnsRef | undefined;
   /** L4 authorization of inbound connections (and their re-evaluation on policy change). */
   authz: InboundAuthz;
+  /** Per-pod cap on plaintext (15006) connections not yet connected to the app; without it there is no cap. */
+  pending?: PendingConnections;
 }
 
 /** The address in a `forwarded: for=` value: `ip`, `ip:port` or `[v6]:port`; undefined when it is not an IP. */
@@ -172,6 +179,13 @@ export function createInboundServer(d: InboundDeps): HboneServer {
 export function handlePlaintextInbound(client: Socket, w: LocalWorkload, d: InboundDeps): void {
   client.on('error', () => undefined);
   client.pause();
+  // Pending from accept until the dial to the app completes (released on close too).
+  const release = d.pending ? d.pending.admit(w, client, 'inbound') : () => undefined;
+  if (!release) {
+    d.logger.debug({ dst: `${w.namespace}/${w.name}`, src: client.remoteAddress, max: d.pending?.maxPerPod }, 'too many pending plaintext inbound connections for this pod; reset');
+    client.resetAndDestroy();
+    return;
+  }
   // Armed before the dial: an agent crash in between resets the client instead of ending it cleanly.
   armAppSocket(d.native, client);
   const remote = (client.remoteAddress ?? '').replace(/^::ffff:/, '');
@@ -208,6 +222,7 @@ export function handlePlaintextInbound(client: Socket, w: LocalWorkload, d: Inbo
   const started = Date.now();
   dialPod(d.native, { netns, host: w.ip, port: dst.port, mark: d.packetMark, ...(d.captured(w) ? { spoofSource: remote } : {}) }).then(
     async (upstream) => {
+      release();
       if (client.destroyed) {
         upstream.destroy();
         return;
@@ -222,6 +237,7 @@ export function handlePlaintextInbound(client: Socket, w: LocalWorkload, d: Inbo
       d.telemetry.closed(rec, { bytesSent: r.bytesBtoA, bytesRecv: r.bytesAtoB, durationMs: Date.now() - started, responseFlags: '-', relay: r.relay, ...(r.error ? { error: r.error.message } : {}) }, conn);
     },
     (err: Error) => {
+      release();
       d.telemetry.failed(rec, 'CONNECT', err.message);
       client.resetAndDestroy();
     },

@@ -11,11 +11,11 @@
  * Each pod may hold at most `maxPendingPerPod` connections that were accepted
  * but are not tunnelled yet (SOCKS handshake, route, HBONE CONNECT or
  * passthrough dial in progress); beyond it a new connection is reset at
- * once, so one pod flooding its agent cannot starve the other pods' setup.
+ * once, so one pod flooding its agent cannot starve the other pods' setup
+ * (PendingConnections, src/agent/pending-connections.ts; direction "outbound").
  */
 import type { ClientHttp2Stream } from 'node:http2';
 import { isIP, type Socket } from 'node:net';
-import { Counter, Gauge, type Registry } from 'prom-client';
 import { toError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { bridge, h2Side, tcpSide, type BridgeResult } from '../hbone/bridge.js';
@@ -26,8 +26,9 @@ import type { NativeBinding, NetnsRef } from '../native/binding.js';
 import { originalDst } from '../native/sockets.js';
 import type { ClusterState } from '../state/cluster-state.js';
 import type { LocalWorkload } from '../state/local-config.js';
-import { DEFAULT_MAX_PENDING_PER_POD, ILLEGAL_TARGET_PORTS } from './config.js';
+import { ILLEGAL_TARGET_PORTS } from './config.js';
 import { dialPod } from './dial.js';
+import type { PendingConnections } from './pending-connections.js';
 import { armAppSocket, relayTcp } from './relay.js';
 import { routeOutbound, type OutboundRoute } from './route.js';
 import { encodeReply, METHOD_NO_AUTH, METHOD_NONE_ACCEPTABLE, parseGreeting, parseRequest, SocksReply, SOCKS_VERSION } from './socks5.js';
@@ -53,71 +54,12 @@ export interface OutboundDeps {
   pending?: PendingConnections;
 }
 
-/**
- * Counts each pod's outbound connections between accept and "tunnelled"
- * (the route's upstream is established) and refuses those over the cap.
- * Metrics: ambit_pending_connections{pod} (gauge) and
- * ambit_pending_connections_refused_total{pod} (counter), pod = namespace/name.
- */
-export class PendingConnections {
-  readonly #max: number;
-  readonly #counts = new Map<string, number>();
-  readonly #gauge: Gauge<'pod'> | undefined;
-  readonly #refused: Counter<'pod'> | undefined;
-
-  constructor(opts: { maxPerPod?: number; registry?: Registry } = {}) {
-    this.#max = opts.maxPerPod ?? DEFAULT_MAX_PENDING_PER_POD;
-    if (opts.registry) {
-      this.#gauge = new Gauge({ name: 'ambit_pending_connections', help: 'Outbound connections accepted from a pod but not yet tunnelled', labelNames: ['pod'], registers: [opts.registry] });
-      this.#refused = new Counter({
-        name: 'ambit_pending_connections_refused_total',
-        help: 'Outbound connections reset at accept because the pod already had the maximum number pending',
-        labelNames: ['pod'],
-        registers: [opts.registry],
-      });
-    }
-  }
-
-  get maxPerPod(): number {
-    return this.#max;
-  }
-
-  /** Pending connections of a pod right now. */
-  count(pod: LocalWorkload): number {
-    return this.#counts.get(pod.uid) ?? 0;
-  }
-
-  /**
-   * Admits `client` as pending for `pod`: returns its release function (idempotent;
-   * also run when the socket closes), or undefined when the pod is at the cap.
-   */
-  admit(pod: LocalWorkload, client: Socket): (() => void) | undefined {
-    const label = { pod: `${pod.namespace}/${pod.name}` };
-    const n = this.#counts.get(pod.uid) ?? 0;
-    if (n >= this.#max) {
-      this.#refused?.inc(label);
-      return undefined;
-    }
-    this.#counts.set(pod.uid, n + 1);
-    this.#gauge?.set(label, n + 1);
-    let released = false;
-    const release = (): void => {
-      if (released) return;
-      released = true;
-      const left = (this.#counts.get(pod.uid) ?? 1) - 1;
-      if (left <= 0) this.#counts.delete(pod.uid);
-      else this.#counts.set(pod.uid, left);
-      this.#gauge?.set(label, Math.max(0, left));
-    };
-    client.once('close', release);
-    return release;
-  }
-}
+export { PendingConnections } from './pending-connections.js';
 
 /** Admits a new connection or resets it at once (logged at debug: a flood must not flood the log). */
 function admitPending(client: Socket, src: LocalWorkload, d: OutboundDeps): (() => void) | undefined {
   if (!d.pending) return () => undefined;
-  const release = d.pending.admit(src, client);
+  const release = d.pending.admit(src, client, 'outbound');
   if (release) return release;
   d.logger.debug({ src: `${src.namespace}/${src.name}`, max: d.pending.maxPerPod }, 'too many pending outbound connections for this pod; reset');
   client.resetAndDestroy();

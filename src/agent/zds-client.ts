@@ -12,6 +12,7 @@
  * new session's snapshot then reconciles the pod set.
  */
 import { EventEmitter } from 'node:events';
+import { Counter, type Registry } from 'prom-client';
 import { toError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { NativeBinding } from '../native/binding.js';
@@ -27,6 +28,22 @@ export interface AgentZdsClientOptions {
   readonly logger: Logger;
   /** Delay before reconnecting after a drop or a failed connect. Default 1000. */
   readonly reconnectMs?: number;
+  /** Where `ambit_zds_refusals_total{reason}` is registered; omitted in tests that do not look. */
+  readonly registry?: Registry;
+}
+
+/** The refusal reason label for a rejected message: from the error's stable code. */
+function refusalReason(code: string | undefined): string {
+  switch (code) {
+    case 'AMBIT_ERR_ZDS_DECODE':
+      return 'decode';
+    case 'AMBIT_ERR_ZDS_FD':
+      return 'fd';
+    case 'AMBIT_ERR_ZDS_PROTOCOL':
+      return 'protocol';
+    default:
+      return 'other';
+  }
 }
 
 export class AgentZdsClient extends EventEmitter<{ snapshot: [kept: number]; disconnected: [reason: string] }> {
@@ -38,11 +55,19 @@ export class AgentZdsClient extends EventEmitter<{ snapshot: [kept: number]; dis
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #snapshots = 0;
+  readonly #refusals: Counter<'reason'> | undefined;
 
   constructor(opts: AgentZdsClientOptions) {
     super();
     this.#o = opts;
     this.#log = opts.logger.child({ component: 'zds-client', path: opts.path });
+    if (opts.registry) {
+      const name = 'ambit_zds_refusals_total';
+      const existing = opts.registry.getSingleMetric(name) as Counter<'reason'> | undefined;
+      this.#refusals =
+        existing ??
+        new Counter({ name, help: 'ZDS messages the agent NACKed: decode, fd, protocol (hostile or broken input) or proxy_start_failed', labelNames: ['reason'], registers: [opts.registry] });
+    }
   }
 
   /** Snapshots completed so far (one per successful connection). */
@@ -107,6 +132,7 @@ export class AgentZdsClient extends EventEmitter<{ snapshot: [kept: number]; dis
             addFailed = undefined;
           } catch (e) {
             addFailed = toError(e).message;
+            this.#refusals?.inc({ reason: 'proxy_start_failed' });
             this.#log.error({ uid: a.uid, err: addFailed }, 'pod proxy failed to start; nacking the add');
           }
           break;
@@ -130,6 +156,7 @@ export class AgentZdsClient extends EventEmitter<{ snapshot: [kept: number]; dis
           }
           break;
         case 'protocol_error':
+          this.#refusals?.inc({ reason: refusalReason(a.error.code) });
           this.#log.error({ reason: a.reason, fatal: a.fatal }, 'zds message rejected');
           break;
         case 'send': {

@@ -36,6 +36,13 @@ import {
 } from './errors.js';
 
 export const DEFAULT_CLUSTER_ID = 'Kubernetes';
+/**
+ * grpc-js backs off reconnecting up to 120 s by default, and an RPC on a
+ * channel in that backoff fails at once: after a CA outage the secret
+ * manager's retries (every 5 s once a certificate has expired) would keep
+ * failing long after the CA is back. Cap the channel's backoff at 5 s too.
+ */
+export const CA_CHANNEL_DEFAULTS: grpc.ChannelOptions = { 'grpc.initial_reconnect_backoff_ms': 500, 'grpc.max_reconnect_backoff_ms': 5_000 };
 export const DEFAULT_CA_TIMEOUT_MS = 10_000;
 
 export interface IstioCaClientOptions {
@@ -64,7 +71,7 @@ export class IstioCaClient implements CertificateSource {
 
   constructor(opts: IstioCaClientOptions) {
     this.address = opts.address;
-    this.#client = new grpc.Client(opts.address, opts.credentials, opts.channelOptions ?? {});
+    this.#client = new grpc.Client(opts.address, opts.credentials, { ...CA_CHANNEL_DEFAULTS, ...(opts.channelOptions ?? {}) });
     this.#tokenProvider = opts.tokenProvider;
     this.#clusterId = opts.clusterId ?? DEFAULT_CLUSTER_ID;
     this.#extraHeaders = opts.extraHeaders ?? {};

@@ -87,3 +87,10 @@ export class CaRootRotationError extends CaError {
     super('AMBIT_ERR_CA_ROOT_ROTATION', message, options);
   }
 }
+
+/** A rotation phase asked for before leaves issued under the previous phase have expired (forcing it may break connections). */
+export class CaRotationTooEarlyError extends CaError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('AMBIT_ERR_CA_ROTATION_TOO_EARLY', message, options);
+  }
+}

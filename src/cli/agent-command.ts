@@ -82,7 +82,7 @@ export const agentCommand: Command = {
     'packet-mark': { type: 'string', help: 'SO_MARK for sockets opened from pod namespaces', default: String(D.DEFAULT_PACKET_MARK) },
     'drain-deadline-ms': { type: 'string', help: 'how long open connections may finish on shutdown', default: String(D.DEFAULT_DRAIN_DEADLINE_MS) },
     'cert-ttl-seconds': { type: 'string', help: 'workload certificate lifetime', default: String(D.DEFAULT_CERT_TTL_SECONDS) },
-    'max-pending-per-pod': { type: 'string', help: 'outbound connections a pod may have accepted but not yet tunnelled; more are reset at once', default: String(D.DEFAULT_MAX_PENDING_PER_POD) },
+    'max-pending-per-pod': { type: 'string', help: 'per pod and direction: outbound connections accepted but not yet tunnelled, and plaintext inbound (15006) ones not yet connected to the app; more are reset at once', default: String(D.DEFAULT_MAX_PENDING_PER_POD) },
   },
   details: 'Runs until SIGTERM/SIGINT or POST /quitquitquit, then drains open connections up to the drain deadline.',
   async run(args) {

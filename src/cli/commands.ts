@@ -1,5 +1,6 @@
 /** The command table. Each command lives in its own module under src/cli/. */
 import { agentCommand } from './agent-command.js';
+import { caCommand } from './ca-command.js';
 import { checkCommand } from './check-command.js';
 import { cniCommand } from './cni-command.js';
 import type { Command } from './command.js';
@@ -15,4 +16,4 @@ import { statusCommand } from './status-command.js';
 import { versionCommand } from './version-command.js';
 import { waypointCommand } from './waypoint-command.js';
 
-export const commands: Command[] = [agentCommand, configDumpCommand, controlPlaneCommand, demoCommand, labCommand, metricsCommand, redirectCommand, statusCommand, versionCommand, cniCommand, installCommand, enrollCommand, unenrollCommand, checkCommand, waypointCommand];
+export const commands: Command[] = [agentCommand, configDumpCommand, controlPlaneCommand, demoCommand, labCommand, metricsCommand, redirectCommand, statusCommand, versionCommand, cniCommand, installCommand, enrollCommand, unenrollCommand, checkCommand, waypointCommand, caCommand];

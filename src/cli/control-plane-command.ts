@@ -10,6 +10,7 @@ import { startRootCertPublisher, type RootCertPublisher } from '../control-plane
 import { ControlPlane, type ControlPlaneConfig } from '../control-plane/server.js';
 import { formatStatus, type ControlPlaneStatus } from '../control-plane/status.js';
 import { boolFlag, enumFlag, intFlag, stringFlag, type Command, type ParsedArgs } from './command.js';
+import { DASHBOARD_FLAGS, dashboardConfigFromArgs, reportDashboardInStatus, startControlPlaneDashboard, type ControlPlaneDashboard } from '../dashboard/control-plane-dashboard.js';
 
 export const DEFAULT_XDS_TLS_PORT = 15012;
 export const DEFAULT_XDS_PLAINTEXT_PORT = 15010;
@@ -40,6 +41,7 @@ async function serve(args: ParsedArgs): Promise<number> {
   if (tokens && tokenReview) throw new ConfigError('ambit control-plane: use either --node-tokens or --token-review');
   if (tokenReview && !kubeconfig && !inCluster) throw new ConfigError('ambit control-plane: --token-review needs the Kubernetes API (--kubeconfig or --in-cluster)');
   const plaintext = stringFlag(args, 'plaintext-port');
+  const dashboardCfg = dashboardConfigFromArgs(args);
   const cfg: ControlPlaneConfig = Object.freeze({
     ...(manifests ? { manifests } : {}),
     ...(stringFlag(args, 'lab-cluster') ? { labCluster: stringFlag(args, 'lab-cluster') as string } : {}),
@@ -50,6 +52,7 @@ async function serve(args: ParsedArgs): Promise<number> {
     grpcPort: intFlag(args, 'port', DEFAULT_XDS_TLS_PORT, [0, 65535]),
     ...(plaintext !== undefined ? { plaintextPort: intFlag(args, 'plaintext-port', DEFAULT_XDS_PLAINTEXT_PORT, [0, 65535]) } : {}),
     monitoringPort: intFlag(args, 'monitoring-port', DEFAULT_MONITORING_PORT, [0, 65535]),
+    ...(args.values['ca-max-ttl-seconds'] !== undefined ? { caMaxTtlSeconds: intFlag(args, 'ca-max-ttl-seconds', 86_400, [60, 365 * 24 * 3600]) } : {}),
   });
   const logger = createLogger({ level: enumFlag(args, 'log-level', LOG_LEVELS, 'info'), format: enumFlag(args, 'log-format', ['json', 'pretty'] as const, 'json'), base: { component: 'control-plane' } });
   const registry = createRegistry({ processMetrics: true });
@@ -76,6 +79,13 @@ async function serve(args: ParsedArgs): Promise<number> {
     const kc = loadKubeConfig(kubeconfig);
     rootCerts = (await startRootCertPublisher({ kube: apiKubeOps(kc), rootCertPem: cp.rootCertPem ?? '', logger, informers: kubeInformerFactory(kc) })).publisher;
   }
+  // The dashboard (Kiali role) in this process; a bind failure is reported in /debug/status, never fatal.
+  let dashboard: ControlPlaneDashboard | undefined;
+  if (dashboardCfg) {
+    const d = await startControlPlaneDashboard(dashboardCfg, cp, { logger, ...(cfg.labCluster ? { labCluster: cfg.labCluster } : {}) });
+    dashboard = d;
+    reportDashboardInStatus(cp, () => d.status);
+  }
   const readyFile = stringFlag(args, 'ready-file');
   if (readyFile) {
     const { writeFile } = await import('node:fs/promises');
@@ -85,6 +95,7 @@ async function serve(args: ParsedArgs): Promise<number> {
     const stop = (why: string): void => {
       logger.info({ why }, 'control plane shutting down');
       void Promise.resolve(rootCerts?.close())
+        .then(() => dashboard?.close())
         .then(() => cp.close())
         .then(() => {
           logger.flush();
@@ -108,6 +119,7 @@ export const controlPlaneCommand: Command = {
     'node-tokens': { type: 'string', help: 'file of "<token> <node>" lines: which node an agent token belongs to (CA authentication, manifest mode)' },
     'token-review': { type: 'string', help: 'Kubernetes mode: authenticate agents with TokenReview (audience istio-ca); comma-separated <namespace>/<service-account> of the node agents' },
     'ca-dir': { type: 'string', help: 'mesh root key and certificate (created if absent)', default: '/var/run/ambit/ca' },
+    'ca-max-ttl-seconds': { type: 'string', help: 'longest workload certificate the CA issues (default 86400); root rotation: see ambit ca' },
     'trust-domain': { type: 'string', help: 'SPIFFE trust domain', default: 'cluster.local' },
     'cluster-domain': { type: 'string', help: 'DNS suffix of services', default: 'cluster.local' },
     address: { type: 'string', help: 'address to listen on', default: '0.0.0.0' },
@@ -119,6 +131,7 @@ export const controlPlaneCommand: Command = {
     json: { type: 'boolean', help: 'status: print JSON' },
     'log-level': { type: 'string', help: `one of ${LOG_LEVELS.join(', ')}`, default: 'info' },
     'log-format': { type: 'string', help: 'json or pretty', default: 'json' },
+    ...DASHBOARD_FLAGS,
   },
   details: `Subcommands:
   (none)   serve until SIGTERM

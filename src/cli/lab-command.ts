@@ -7,6 +7,7 @@
 import { ConfigError } from '../common/errors.js';
 import { createLogger, silentLogger, type Logger } from '../common/logger.js';
 import { DEFAULT_LAB_NAME, DEFAULT_READY_TIMEOUT_MS, labApply, labDown, labDownAll, labExec, labList, labStatus, labUp, type LabDownReport, type LabStatus, type LabTarget } from '../lab/lab.js';
+import { WIRE_AUDIT_ENV, runWireTap } from '../lab/wire-tap.js';
 import { boolFlag, enumFlag, intFlag, stringFlag, type Command, type ParsedArgs } from './command.js';
 
 const SUBCOMMAND_FLAGS: Record<string, readonly string[]> = {
@@ -15,6 +16,7 @@ const SUBCOMMAND_FLAGS: Record<string, readonly string[]> = {
   down: ['name', 'all', 'quiet', 'log-format'],
   status: ['name', 'all', 'json'],
   exec: ['name', 'node'],
+  'wire-tap': ['name', 'out', 'spool', 'ready-file', 'netns'],
 };
 
 function checkFlags(sub: string, args: ParsedArgs): void {
@@ -142,6 +144,19 @@ async function exec(args: ParsedArgs): Promise<number> {
   return labExec(labName(args), target, args.rest);
 }
 
+/** Internal: the lab's wire tap, started by `lab up` in the bridge netns when AMBIT_WIRE_AUDIT_DIR is set. */
+async function wireTap(args: ParsedArgs): Promise<number> {
+  noExtraPositionals('wire-tap', args, 1);
+  const outDir = stringFlag(args, 'out') ?? process.env[WIRE_AUDIT_ENV];
+  if (!outDir) throw new ConfigError(`ambit lab: 'lab wire-tap' needs --out <dir> (or ${WIRE_AUDIT_ENV})`);
+  const readyFile = stringFlag(args, 'ready-file');
+  const spoolDir = stringFlag(args, 'spool');
+  const report = await runWireTap({ lab: labName(args), netns: stringFlag(args, 'netns') ?? '', outDir, ...(readyFile ? { readyFile } : {}), ...(spoolDir ? { spoolDir } : {}) });
+  process.stdout.write(`${JSON.stringify({ lab: report.lab, packets: report.packets, bytes: report.bytes, markerHits: report.markerHits, error: report.error })}\n`);
+  if (report.error) process.stderr.write(`ambit lab wire-tap: ${report.error}\n`);
+  return report.error ? 1 : 0;
+}
+
 export const labCommand: Command = {
   name: 'lab',
   summary: 'run a local cluster of network namespaces (nodes and pods) from Kubernetes YAML',
@@ -157,6 +172,10 @@ export const labCommand: Command = {
     json: { type: 'boolean', help: 'status: print JSON' },
     'no-control-plane': { type: 'boolean', help: 'up: no control plane; the agents read the lab cluster file (local mode, for `lab apply`)' },
     node: { type: 'string', help: 'exec: run in this node netns instead of a pod' },
+    out: { type: 'string', help: 'wire-tap: directory for the report (default $AMBIT_WIRE_AUDIT_DIR)' },
+    'ready-file': { type: 'string', help: 'wire-tap: written once the capture listens' },
+    spool: { type: 'string', help: 'wire-tap: directory for the rotating capture files (emptied and removed)' },
+    netns: { type: 'string', help: 'wire-tap: the netns name recorded in the report' },
   },
   details: `Subcommands:
   up <manifests> [--name <lab>] [--no-mesh] [--state-dir <dir>]
@@ -177,12 +196,17 @@ export const labCommand: Command = {
   exec <namespace>/<pod> [--name <lab>] -- <command...>
   exec --node <node> [--name <lab>] -- <command...>
       Run a command in a pod's or node's netns; the exit code is passed through.
+  wire-tap --name <lab> --out <dir> [--spool <dir>] [--ready-file <f>]
+      Internal (started by 'lab up' when ${WIRE_AUDIT_ENV} is set, inside the
+      lab's bridge netns): capture every frame on br0 with tcpdump, count
+      frames, bytes and occurrences of the payload marker, and write
+      <dir>/<lab>-<pid>.json on SIGTERM or at the end of the capture.
 
 Needs root. State lives in /run/ambit/lab (override with AMBIT_LAB_STATE_ROOT).`,
   async run(args) {
     const sub = args.positionals[0];
     if (sub === undefined) throw new ConfigError("ambit lab: missing subcommand (up, apply, down, status or exec); see 'ambit lab --help'");
-    if (!(sub in SUBCOMMAND_FLAGS)) throw new ConfigError(`ambit lab: unknown subcommand '${sub}' (up, apply, down, status or exec); see 'ambit lab --help'`);
+    if (!(sub in SUBCOMMAND_FLAGS)) throw new ConfigError(`ambit lab: unknown subcommand '${sub}' (up, apply, down, status, exec or wire-tap); see 'ambit lab --help'`);
     checkFlags(sub, args);
     switch (sub) {
       case 'up':
@@ -193,6 +217,8 @@ Needs root. State lives in /run/ambit/lab (override with AMBIT_LAB_STATE_ROOT).`
         return down(args);
       case 'status':
         return status(args);
+      case 'wire-tap':
+        return wireTap(args);
       default:
         return exec(args);
     }

@@ -15,21 +15,29 @@
  * Served on one gRPC server with TLS (15012; serving certificate issued from
  * the mesh root for spiffe://<td>/ns/istio-system/sa/istiod) and optionally a
  * plaintext one (15010), plus monitoring on HTTP 15014: /metrics, /ready,
- * /debug/status, /debug/config.
+ * /debug/status, /debug/config, /debug/ca (mesh roots and rotation stage)
+ * and POST /debug/ca/rotate?phase=add|activate|retire[&force=1] (bearer
+ * token from <ca-dir>/admin-token; docs/CERTIFICATES.md). The mesh roots
+ * live in CaRoots; the serving certificate is re-issued from the active root
+ * after each rotation phase, with the cross-certificate to the old root.
  *
  * Versions are content hashes, so a restarted control plane recognises what
  * reconnecting agents already hold (initial_resource_versions) and sends
  * nothing for it.
  */
+import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer, type Server as HttpServer } from 'node:http';
+import { createServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { toError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { IstioCaServer, nodeIdentityAuthorizer, CA_SERVER_CHANNEL_OPTIONS } from '../ca/ca-server.js';
 import type { CaAuthenticator } from '../ca/authenticator.js';
-import { LocalCa } from '../identity/local-ca.js';
+import { CaRoots, ROTATION_PHASES, type RotationPhase } from '../ca/ca-roots.js';
+import { RotatableServerCredentials, type ServingIdentity } from '../ca/serving-credentials.js';
+import { readOrCreateAdminToken, ADMIN_TOKEN_FILE } from '../ca/admin-token.js';
+import { CaError } from '../ca/errors.js';
 import { spiffeId } from '../identity/spiffe.js';
 import { createCsr, generateWorkloadKey } from '../identity/x509.js';
 import { parseLocalClusterConfig, type LocalClusterConfig } from '../state/local-config.js';
@@ -61,6 +69,8 @@ export interface ControlPlaneConfig {
   readonly plaintextPort?: number;
   readonly monitoringPort: number;
   readonly debounceMs?: number;
+  /** Upper bound on workload certificate lifetimes the CA issues (default 24 h). */
+  readonly caMaxTtlSeconds?: number;
 }
 
 export interface ControlPlaneWorld {
@@ -88,7 +98,8 @@ export class ControlPlane {
   #grpc: grpc.Server[] = [];
   #http: HttpServer | undefined;
   #ports = { grpc: 0, plaintext: 0, monitoring: 0 };
-  #ca: LocalCa | undefined;
+  #ca: CaRoots | undefined;
+  #adminToken: string | undefined;
 
   private constructor(cfg: ControlPlaneConfig, world: ControlPlaneWorld) {
     this.#cfg = cfg;
@@ -142,18 +153,33 @@ export class ControlPlane {
     this.#retranslate();
     this.store.on('change', () => this.#scheduleRetranslate());
 
-    const ca = await LocalCa.openOrCreate(c.caDir, { trustDomain: c.trustDomain, allowRsaCsr: true });
+    const ca = await CaRoots.open(c.caDir, { trustDomain: c.trustDomain, logger: this.#w.logger });
     this.#ca = ca;
+    try {
+      this.#adminToken = await readOrCreateAdminToken(c.caDir);
+    } catch (err) {
+      // A read-only CA directory (a Kubernetes Secret) cannot rotate anyway: serve, without the rotation endpoint.
+      this.#log.warn({ err: toError(err).message }, 'root rotation disabled: no admin token in the ca directory');
+    }
     const caServer = new IstioCaServer({
       ca,
       trustDomain: c.trustDomain,
+      ...(c.caMaxTtlSeconds !== undefined ? { maxTtlSeconds: c.caMaxTtlSeconds } : {}),
       authenticate: this.#w.caAuthenticator,
       authorize: nodeIdentityAuthorizer((node) => this.#identitiesOn(node)),
       logger: this.#w.logger,
       registry: this.#w.registry,
     });
-    const serving = await this.#servingCertificate(ca);
-    const tls = grpc.ServerCredentials.createSsl(Buffer.from(ca.rootCertPem), [{ private_key: Buffer.from(serving.key), cert_chain: Buffer.from(serving.chain) }], false);
+    const tls = new RotatableServerCredentials(await this.#servingCertificate(ca));
+    ca.onChange(() => {
+      this.#servingCertificate(ca).then(
+        (next) => {
+          tls.update(next);
+          this.#log.info({ activeRoot: ca.status().roots.find((r) => r.active)?.fingerprint }, 'serving certificate re-issued from the active root');
+        },
+        (err: unknown) => this.#log.error({ err: toError(err).message }, 'cannot re-issue the serving certificate; the previous one stays in use'),
+      );
+    });
     const secure = new grpc.Server(CA_SERVER_CHANNEL_OPTIONS);
     const xdsService = this.xds.service();
     const caService = caServer.service();
@@ -180,11 +206,32 @@ export class ControlPlane {
     }
   }
 
-  async #servingCertificate(ca: LocalCa): Promise<{ key: string; chain: string }> {
+  /** From the active root, followed by the cross-certificate that lets agents trusting only the previous root verify it. */
+  async #servingCertificate(ca: CaRoots): Promise<ServingIdentity> {
     const id = spiffeId(this.#cfg.trustDomain, CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT);
     const key = await generateWorkloadKey();
-    const res = await ca.sign({ csrPem: await createCsr(key, id), identity: id, ttlSeconds: 365 * 24 * 3600 });
-    return { key: key.privateKeyPem, chain: res.certChainPem.join('') };
+    const res = await ca.signUnrecorded({ csrPem: await createCsr(key, id), identity: id, ttlSeconds: 365 * 24 * 3600 });
+    return { privateKeyPem: key.privateKeyPem, certChainPem: [...res.certChainPem, ...ca.servingChainExtras()].join('') };
+  }
+
+  /** POST /debug/ca/rotate?phase=...&force=1 with `authorization: Bearer <admin-token>`. */
+  async #rotate(req: IncomingMessage, url: URL): Promise<{ status: number; body: unknown }> {
+    if (req.method !== 'POST') return { status: 405, body: { error: 'use POST' } };
+    const auth = req.headers.authorization ?? '';
+    if (this.#adminToken === undefined) return { status: 503, body: { error: `root rotation is disabled: ${this.#cfg.caDir} is not writable (no ${ADMIN_TOKEN_FILE}); rotation needs a writable --ca-dir` } };
+    if (!tokenEquals(auth, `Bearer ${this.#adminToken}`)) {
+      return { status: 401, body: { error: `missing or wrong admin token; send 'authorization: Bearer <token>' with the token in ${this.#cfg.caDir}/${ADMIN_TOKEN_FILE}` } };
+    }
+    const phase = url.searchParams.get('phase') ?? '';
+    if (!(ROTATION_PHASES as readonly string[]).includes(phase)) return { status: 400, body: { error: `phase must be one of ${ROTATION_PHASES.join(', ')}` } };
+    const force = url.searchParams.get('force') === '1' || url.searchParams.get('force') === 'true';
+    if (!this.#ca) return { status: 503, body: { error: 'the ca is not started yet' } };
+    try {
+      return { status: 200, body: await this.#ca.rotate(phase as RotationPhase, { force }) };
+    } catch (err) {
+      if (err instanceof CaError) return { status: 409, body: { error: err.message, code: err.code, status: this.#ca.status() } };
+      throw err;
+    }
   }
 
   #retranslateTimer: NodeJS.Timeout | undefined;
@@ -267,6 +314,19 @@ export class ControlPlane {
           case '/debug/status':
             json(this.status());
             return;
+          case '/debug/ca':
+            if (this.#ca) json(this.#ca.status());
+            else {
+              res.writeHead(503, { 'content-type': 'text/plain' });
+              res.end('the ca is not started yet\n');
+            }
+            return;
+          case '/debug/ca/rotate': {
+            const r = await this.#rotate(req, url);
+            res.writeHead(r.status, { 'content-type': 'application/json' });
+            res.end(JSON.stringify(r.body, null, 2) + '\n');
+            return;
+          }
           case '/debug/config':
             json({
               status: this.status(),
@@ -278,7 +338,7 @@ export class ControlPlane {
             return;
           default:
             res.writeHead(404, { 'content-type': 'text/plain' });
-            res.end('endpoints: /metrics /ready /debug/status /debug/config\n');
+            res.end('endpoints: /metrics /ready /debug/status /debug/config /debug/ca POST:/debug/ca/rotate\n');
         }
       })().catch((err: unknown) => {
         res.writeHead(500);
@@ -296,9 +356,14 @@ export class ControlPlane {
     });
   }
 
-  /** The mesh root, for agents' --root-cert. */
+  /** The active mesh root, for agents' --root-cert. */
   get rootCertPem(): string | undefined {
-    return this.#ca?.rootCertPem;
+    return this.#ca?.activeRootPem;
+  }
+
+  /** The mesh roots and the rotation (undefined before start). */
+  get caRoots(): CaRoots | undefined {
+    return this.#ca;
   }
 
   async close(): Promise<void> {
@@ -311,6 +376,13 @@ export class ControlPlane {
     await new Promise<void>((r) => (this.#http ? this.#http.close(() => r()) : r()));
     this.#http?.closeAllConnections();
   }
+}
+
+/** Constant-time comparison of the authorization header. */
+function tokenEquals(got: string, want: string): boolean {
+  const a = Buffer.from(got);
+  const b = Buffer.from(want);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {

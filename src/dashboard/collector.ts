@@ -13,9 +13,10 @@ import { systemClock, type Clock, type Timer } from '../common/clock.js';
 import { toError } from '../common/errors.js';
 import { parsePromText, type PromSample } from '../cli/prom-text.js';
 import { summarizeDump, type CertificateRow } from '../cli/dump-summary.js';
-import { displayEdges, graphNodes, pairsFromSamples, type GraphNodeInfo, type Inventory } from './edges.js';
+import { displayEdges, graphNodes, pairsFromSamples, workloadId, type GraphNodeInfo, type Inventory } from './edges.js';
 import { EdgeHistory, type EdgeStats, type SeriesPoint } from './history.js';
 import { fetchOk, type HttpTarget, type NetnsFetch } from './netns-http.js';
+import { WorkloadHistory, type WorkloadSignals } from './workloads.js';
 
 export interface AgentTarget {
   node: string;
@@ -102,19 +103,70 @@ export interface GraphView {
   edges: EdgeStats[];
 }
 
+/** Per-workload golden signals (see workloads.ts). */
+export interface WorkloadsView {
+  at: number;
+  intervalMs: number;
+  windowSeconds: number;
+  workloads: WorkloadSignals[];
+}
+
 export interface HealthView {
   at: number;
   agents: AgentHealth[];
   waypoints: WaypointHealth[];
   controlPlane: ControlPlaneHealth | undefined;
-  scrape: { how: string; lastRoundMs: number };
+  /** servedBy: who runs this collector, e.g. ambit-control-plane/<pid>. */
+  scrape: { how: string; lastRoundMs: number; servedBy?: string };
+}
+
+/** What the collector needs from the control plane: its /debug/status and the authorization policies of /debug/config. */
+export interface ControlPlaneReader {
+  status(): Promise<ControlPlaneStatusView>;
+  authorizations(): Promise<AuthorizationView[]>;
+}
+
+/** The /debug/status fields the dashboard shows. */
+export interface ControlPlaneStatusView {
+  version?: number;
+  served?: ControlPlaneHealth['served'];
+  resources?: Record<string, number>;
+  issues?: ReadonlyArray<{ text?: string }>;
+  rejections?: number;
+}
+
+/** One served authorization policy as /debug/config shows it. */
+export interface AuthorizationView {
+  name?: string;
+  namespace?: string;
+  action?: unknown;
+  scope?: unknown;
+  rules?: readonly unknown[];
+}
+
+/** The control plane read over HTTP (its monitoring port): what a dashboard outside the control plane does. */
+export function httpControlPlaneReader(fetch: NetnsFetch, target: HttpTarget): ControlPlaneReader {
+  return {
+    status: async () => JSON.parse(await fetchOk(fetch, target, '/debug/status')) as ControlPlaneStatusView,
+    authorizations: async () => {
+      const cfg = JSON.parse(await fetchOk(fetch, target, '/debug/config')) as { authorizations?: Record<string, AuthorizationView> };
+      return Object.values(cfg.authorizations ?? {});
+    },
+  };
 }
 
 export interface CollectorOptions {
   targets: DashboardTargets;
   fetch: NetnsFetch;
+  /**
+   * Reads the control plane without HTTP (the dashboard runs inside the
+   * control plane process); takes precedence over targets.controlPlane.
+   */
+  controlPlane?: ControlPlaneReader;
   /** How `fetch` reaches the lab ('native' or 'curl'), shown in the health view. */
   fetchHow?: string;
+  /** Who runs the collector (shown in the page header), e.g. ambit-control-plane/<pid>. */
+  servedBy?: string;
   clock?: Clock;
   intervalMs?: number;
   maxPoints?: number;
@@ -127,8 +179,11 @@ const MAX_LOG_READ = 256 * 1024;
 type Listener = () => void;
 
 export class Collector {
-  readonly #o: Required<Omit<CollectorOptions, 'fetchHow' | 'clock'>> & { clock: Clock; fetchHow: string };
+  readonly #o: Required<Omit<CollectorOptions, 'fetchHow' | 'clock' | 'controlPlane' | 'servedBy'>> & { clock: Clock; fetchHow: string; servedBy: string | undefined };
+  readonly #cpReader: ControlPlaneReader | undefined;
   readonly #history: EdgeHistory;
+  readonly #workloads: WorkloadHistory;
+  readonly #waypointIds: ReadonlySet<string>;
   /** Access-log lines and the changes noticed, in separate rings so a busy access log does not push the changes out. */
   readonly #events: DashboardEvent[] = [];
   readonly #access: DashboardEvent[] = [];
@@ -145,12 +200,15 @@ export class Collector {
   readonly #logOffsets = new Map<string, { offset: number; partial: string }>();
   readonly #edgeStatus = new Map<string, EdgeStats['status']>();
   readonly #listeners = new Set<Listener>();
+  /** Components seen up at least once (agent:<node>, waypoint:<ns>/<name>, control-plane). */
+  readonly #seenUp = new Set<string>();
 
   constructor(opts: CollectorOptions) {
     this.#o = {
       targets: opts.targets,
       fetch: opts.fetch,
       fetchHow: opts.fetchHow ?? 'native',
+      servedBy: opts.servedBy,
       clock: opts.clock ?? systemClock,
       intervalMs: opts.intervalMs ?? 2000,
       maxPoints: opts.maxPoints ?? 150,
@@ -158,6 +216,9 @@ export class Collector {
       maxEvents: opts.maxEvents ?? 300,
     };
     this.#history = new EdgeHistory(this.#o.maxPoints, this.#o.windowPoints);
+    this.#workloads = new WorkloadHistory(this.#o.maxPoints, this.#o.windowPoints);
+    this.#waypointIds = new Set(opts.targets.inventory.workloads.filter((w) => w.waypoint).map((w) => workloadId(w.namespace, w.name)));
+    this.#cpReader = opts.controlPlane ?? (opts.targets.controlPlane ? httpControlPlaneReader(opts.fetch, opts.targets.controlPlane) : undefined);
   }
 
   get intervalMs(): number {
@@ -199,7 +260,7 @@ export class Collector {
     const [agentResults, waypointResults, cp] = await Promise.all([
       Promise.all(t.agents.map((a) => this.#scrapeAgent(a))),
       Promise.all(t.waypoints.map((w) => this.#scrapeWaypoint(w))),
-      t.controlPlane ? this.#scrapeControlPlane(t.controlPlane) : Promise.resolve(undefined),
+      this.#cpReader ? this.#scrapeControlPlane(this.#cpReader) : Promise.resolve(undefined),
     ]);
     const at = this.#o.clock.now();
     this.#noteHealth(agentResults.map((r) => r.health), waypointResults.map((r) => r.health), cp, at);
@@ -208,6 +269,7 @@ export class Collector {
     this.#cp = cp;
     const pairs = pairsFromSamples(agentResults.flatMap((r) => r.samples), waypointResults.flatMap((r) => r.samples), t.inventory);
     this.#history.push(at, displayEdges(pairs, t.inventory));
+    this.#workloads.push(at, pairs, this.#waypointIds);
     this.#noteEdges(at);
     await this.#tailLogs(at);
     this.#lastAt = at;
@@ -276,18 +338,12 @@ export class Collector {
     }
   }
 
-  async #scrapeControlPlane(target: HttpTarget): Promise<ControlPlaneHealth> {
+  async #scrapeControlPlane(reader: ControlPlaneReader): Promise<ControlPlaneHealth> {
     try {
-      const st = JSON.parse(await fetchOk(this.#o.fetch, target, '/debug/status')) as {
-        version?: number;
-        served?: ControlPlaneHealth['served'];
-        resources?: Record<string, number>;
-        issues?: Array<{ text?: string }>;
-        rejections?: number;
-      };
+      const st = await reader.status();
       let policies = this.#cp?.policies ?? [];
       if (st.version !== this.#cpVersion || !this.#cp?.up) {
-        policies = await this.#policies(target).catch(() => policies);
+        policies = await reader.authorizations().then(policyRows, () => policies);
         this.#cpVersion = st.version;
       }
       return {
@@ -304,36 +360,45 @@ export class Collector {
     }
   }
 
-  async #policies(target: HttpTarget): Promise<PolicyInfo[]> {
-    const cfg = JSON.parse(await fetchOk(this.#o.fetch, target, '/debug/config')) as { authorizations?: Record<string, { name?: string; namespace?: string; action?: unknown; scope?: unknown; rules?: unknown[] }> };
-    return Object.values(cfg.authorizations ?? {})
-      .map((a) => ({ namespace: a.namespace ?? '', name: a.name ?? '', action: String(a.action ?? 'ALLOW'), scope: String(a.scope ?? ''), rules: Array.isArray(a.rules) ? a.rules.length : 0 }))
-      .sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
-  }
-
   #event(t: number, kind: DashboardEvent['kind'], level: DashboardEvent['level'], text: string): void {
     const ring = kind === 'access' ? this.#access : this.#events;
     ring.push({ seq: ++this.#seq, t, kind, level, text });
     if (ring.length > this.#o.maxEvents) ring.splice(0, ring.length - this.#o.maxEvents);
   }
 
+  /**
+   * Health changes as events. A component never seen up yet produces no
+   * "down" event: a dashboard that starts with the control plane, before the
+   * agents and waypoints exist, would otherwise open with a list of alarms.
+   */
   #noteHealth(agents: AgentHealth[], waypoints: WaypointHealth[], cp: ControlPlaneHealth | undefined, at: number): void {
     const first = this.#history.rounds === 0;
     for (const a of agents) {
+      const key = `agent:${a.node}`;
       const before = this.#agents.find((x) => x.node === a.node);
       const was = before ? (before.up ? (before.ready ? 'ready' : 'not ready') : 'down') : undefined;
       const is = a.up ? (a.ready ? 'ready' : 'not ready') : 'down';
+      const seen = this.#seenUp.has(key);
+      if (a.up) this.#seenUp.add(key);
+      if (!seen && is === 'down') continue;
       if (was !== is && !(first && is === 'ready')) this.#event(at, 'health', is === 'ready' ? 'info' : 'warn', `agent on ${a.node} is ${is}${a.error && is === 'down' ? `: ${a.error}` : ''}`);
     }
     for (const w of waypoints) {
+      const key = `waypoint:${w.namespace}/${w.name}`;
       const before = this.#waypoints.find((x) => x.namespace === w.namespace && x.name === w.name);
+      const seen = this.#seenUp.has(key);
+      if (w.up) this.#seenUp.add(key);
+      if (!seen && !w.up) continue;
       if (before?.up !== w.up && !(first && w.up)) this.#event(at, 'health', w.up ? 'info' : 'warn', `waypoint ${w.namespace}/${w.name} is ${w.up ? 'up' : 'down'}`);
     }
     if (cp) {
-      if (this.#cp?.up !== cp.up && !(first && cp.up)) this.#event(at, 'health', cp.up ? 'info' : 'warn', `control plane is ${cp.up ? 'up' : `down: ${cp.error ?? ''}`}`);
+      const seen = this.#seenUp.has('control-plane');
+      if (cp.up) this.#seenUp.add('control-plane');
+      if (this.#cp?.up !== cp.up && !(first && cp.up) && (seen || cp.up)) this.#event(at, 'health', cp.up ? 'info' : 'warn', `control plane is ${cp.up ? 'up' : `down: ${cp.error ?? ''}`}`);
       if (cp.up && this.#cp?.up && cp.version !== this.#cp.version) {
         this.#event(at, 'config', 'info', `configuration version ${cp.version ?? '?'}: ${cp.served?.authorizations ?? 0} authorization polic${cp.served?.authorizations === 1 ? 'y' : 'ies'}, ${cp.served?.workloads ?? 0} workloads`);
       }
+      if (cp.up && this.#cp?.up) for (const text of policyChanges(this.#cp.policies, cp.policies)) this.#event(at, 'config', 'info', text);
     }
   }
 
@@ -407,12 +472,26 @@ export class Collector {
     };
   }
 
+  /** Golden signals of every workload and waypoint, with the newest `points` sparkline points each. */
+  workloads(points?: number): WorkloadsView {
+    return {
+      at: this.#lastAt,
+      intervalMs: this.#o.intervalMs,
+      windowSeconds: (this.#o.windowPoints * this.#o.intervalMs) / 1000,
+      workloads: this.#workloads.view(graphNodes(this.#history.observations(), this.#o.targets.inventory), points),
+    };
+  }
+
+  get maxPoints(): number {
+    return this.#o.maxPoints;
+  }
+
   series(edgeId: string): SeriesPoint[] | undefined {
     return this.#history.series(edgeId);
   }
 
   health(): HealthView {
-    return { at: this.#lastAt, agents: this.#agents, waypoints: this.#waypoints, controlPlane: this.#cp, scrape: { how: this.#o.fetchHow, lastRoundMs: this.#lastRoundMs } };
+    return { at: this.#lastAt, agents: this.#agents, waypoints: this.#waypoints, controlPlane: this.#cp, scrape: { how: this.#o.fetchHow, lastRoundMs: this.#lastRoundMs, ...(this.#o.servedBy ? { servedBy: this.#o.servedBy } : {}) } };
   }
 
   /** Events after `since` (a seq), oldest first, at most `limit` (the newest ones). */
@@ -420,6 +499,24 @@ export class Collector {
     const out = [...this.#events, ...this.#access].filter((e) => e.seq > since).sort((a, b) => a.seq - b.seq);
     return out.slice(Math.max(0, out.length - limit));
   }
+}
+
+/** The policy table rows, sorted by namespace/name. */
+export function policyRows(authorizations: readonly AuthorizationView[]): PolicyInfo[] {
+  return authorizations
+    .map((a) => ({ namespace: a.namespace ?? '', name: a.name ?? '', action: String(a.action ?? 'ALLOW'), scope: String(a.scope ?? ''), rules: Array.isArray(a.rules) ? a.rules.length : 0 }))
+    .sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+}
+
+/** "policy <ns>/<name> (<action>) is served" / "... is no longer served" for what differs between two policy lists. */
+export function policyChanges(before: readonly PolicyInfo[], after: readonly PolicyInfo[]): string[] {
+  const key = (p: PolicyInfo): string => `${p.namespace}/${p.name}`;
+  const was = new Map(before.map((p) => [key(p), p]));
+  const is = new Map(after.map((p) => [key(p), p]));
+  const out: string[] = [];
+  for (const [k, p] of is) if (!was.has(k)) out.push(`policy ${k} (${p.action}) is served`);
+  for (const [k, p] of was) if (!is.has(k)) out.push(`policy ${k} (${p.action}) is no longer served`);
+  return out;
 }
 
 function label(id: string): string {

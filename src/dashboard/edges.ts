@@ -12,7 +12,9 @@
  *
  * Edges are then expanded through service nodes: client -> service carries
  * everything the pair did (including denials); service -> workload carries
- * what reached the workload (denied connections never did).
+ * what reached the workload (denied connections never did). A waypoint's
+ * upstream connections are drawn waypoint -> workload (through the service
+ * they would make a loop).
  */
 import type { PromSample } from '../cli/prom-text.js';
 
@@ -96,7 +98,8 @@ export function serviceIdOf(hostname: string, inv: Inventory): string {
   return known(name) && known(namespace) ? serviceId(namespace, name) : `ext:${hostname}`;
 }
 
-interface PairAcc {
+/** One (source workload, destination workload) pair of a round with its cumulative counters. */
+export interface PairAcc {
   source: string;
   target: string;
   service?: string;
@@ -227,9 +230,11 @@ export function displayEdges(pairs: readonly PairAcc[], inv: Inventory): Map<str
     add(e.counters, c, withDenials);
     if (e.counters.requests > 0) e.protocol = 'http';
   };
+  const waypoints = new Set(inv.workloads.filter((w) => w.waypoint).map((w) => workloadId(w.namespace, w.name)));
   for (const p of pairs) {
     const svc = p.service ? serviceIdOf(p.service, inv) : undefined;
-    if (svc && svc !== p.target) {
+    // A waypoint's own upstream connections go straight to the workload: drawn through the service they would loop back (service -> waypoint -> service).
+    if (svc && svc !== p.target && !waypoints.has(p.source)) {
       put(p.source, svc, p.counters, p.service, true);
       put(svc, p.target, p.counters, p.service, false);
     } else {

@@ -58,19 +58,22 @@ export interface EdgeStats {
   status: 'ok' | 'denied' | 'error' | 'idle';
 }
 
-function delta(cur: number, prev: number | undefined): number {
+/** A counter's growth since `prev` (undefined: everything); a counter that went down restarted, so its value is the growth. */
+export function counterDelta(cur: number, prev: number | undefined): number {
   if (prev === undefined) return cur;
   return cur >= prev ? cur - prev : cur;
 }
 
-function diff(cur: EdgeCounters, prev: EdgeCounters | undefined): EdgeCounters {
+/** Per-field counterDelta of two rounds' counters (histogram buckets included). */
+export function diffCounters(cur: EdgeCounters, prev: EdgeCounters | undefined): EdgeCounters {
   const d = emptyCounters();
-  for (const k of ['opened', 'closed', 'failed', 'denied', 'sent', 'recv', 'mtls', 'plain', 'requests', 'requestErrors'] as const) d[k] = delta(cur[k], prev?.[k]);
-  for (const [le, n] of Object.entries(cur.buckets)) d.buckets[le] = delta(n, prev?.buckets[le]);
+  for (const k of ['opened', 'closed', 'failed', 'denied', 'sent', 'recv', 'mtls', 'plain', 'requests', 'requestErrors'] as const) d[k] = counterDelta(cur[k], prev?.[k]);
+  for (const [le, n] of Object.entries(cur.buckets)) d.buckets[le] = counterDelta(n, prev?.buckets[le]);
   return d;
 }
 
-function sum(ds: readonly EdgeCounters[]): EdgeCounters {
+/** The field-wise sum of counters (deltas of several rounds or pairs). */
+export function sumCounters(ds: readonly EdgeCounters[]): EdgeCounters {
   const s = emptyCounters();
   for (const d of ds) {
     for (const k of ['opened', 'closed', 'failed', 'denied', 'sent', 'recv', 'mtls', 'plain', 'requests', 'requestErrors'] as const) s[k] += d[k];
@@ -105,7 +108,7 @@ export class EdgeHistory {
     for (const [id, obs] of edges) {
       let tr = this.#edges.get(id);
       const prev = tr?.last ?? (first ? obs.counters : undefined);
-      const d = diff(obs.counters, prev);
+      const d = diffCounters(obs.counters, prev);
       const active = Math.max(0, obs.counters.opened - obs.counters.closed);
       if (!tr) {
         tr = { obs, last: obs.counters, deltas: [] };
@@ -168,7 +171,7 @@ function pointOf(t: number, dt: number, d: EdgeCounters, active: number): Series
 function statsOf(tr: EdgeTrack, windowPoints: number): EdgeStats {
   const w = tr.deltas.slice(-windowPoints);
   const dt = w.reduce((a, x) => a + x.dt, 0);
-  const p = pointOf(tr.deltas.at(-1)?.t ?? 0, dt, sum(w.map((x) => x.d)), tr.deltas.at(-1)?.active ?? 0);
+  const p = pointOf(tr.deltas.at(-1)?.t ?? 0, dt, sumCounters(w.map((x) => x.d)), tr.deltas.at(-1)?.active ?? 0);
   const c = tr.last;
   const secured = c.mtls + c.plain;
   const mtls = secured === 0 ? 'unknown' : c.plain === 0 ? 'full' : c.mtls === 0 ? 'none' : 'partial';

@@ -9,18 +9,27 @@
  *   GET /api/snapshot          { graph, health, events } in one answer (what the page polls)
  *   GET /api/graph             nodes and edges with rates over the window
  *   GET /api/series?edge=<id>  the edge's time series (one point per scrape round)
+ *   GET /api/workloads?points=<n>  per-workload golden signals with sparkline points (default 60)
  *   GET /api/health            agents, waypoints, control plane, policies, certificates
  *   GET /api/events?since=<seq>&limit=<n>  access-log lines and noticed changes
  *   GET /api/stream            Server-Sent Events: a `snapshot` event after every scrape round
  *   GET /healthz               "ok" once the first round ran
  *
  * Only GET/HEAD; anything else is 405. Bad query values answer 400.
+ *
+ * With `netns`, the listening socket is created inside that network namespace
+ * by the native addon (setns in, socket/bind/listen, setns back, one call) and
+ * Node's HTTP server adopts the fd: that is how the control plane, which runs
+ * in a lab node's netns, serves the page on the host's 127.0.0.1.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
+import { toError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
+import type { NativeBinding } from '../native/binding.js';
+import { loadNativeBinding } from '../native/load.js';
 import type { Collector } from './collector.js';
-import { DashboardBindError } from './errors.js';
+import { DashboardBindError, DashboardNetnsError } from './errors.js';
 import { APP_CSS, APP_JS, INDEX_HTML } from './ui.js';
 import { vendorAsset, type VendorAsset } from './vendor.js';
 
@@ -34,11 +43,21 @@ export interface DashboardServerOptions {
   logger?: Logger;
   /** Shown in the page header (e.g. the lab name). */
   title?: string;
+  /** Listen inside this netns (a path such as /proc/<pid>/ns/net); undefined: the process's own netns. */
+  netns?: string;
+  /** The native addon for `netns` (tests inject one); loaded on demand. */
+  binding?: NativeBinding;
+  /** The `server` header of every answer, e.g. `ambit-control-plane/<pid>` (who serves the page). */
+  serverName?: string;
 }
 
 export interface DashboardServer {
   readonly url: string;
   readonly port: number;
+  /** The address the socket is bound to. */
+  readonly address: string;
+  /** The netns the socket lives in (undefined: the process's own). */
+  readonly netns: string | undefined;
   close(): Promise<void>;
 }
 
@@ -99,6 +118,11 @@ export function dashboardHandler(c: Collector, title = 'Ambit'): (req: IncomingM
         return json(res, c.graph(), head);
       case '/api/health':
         return json(res, c.health(), head);
+      case '/api/workloads': {
+        const points = intParam(q, 'points', 60);
+        if (points === undefined) return json(res, { error: 'points must be a non-negative integer' }, head, 400);
+        return json(res, c.workloads(Math.min(points, c.maxPoints)), head);
+      }
       case '/api/events': {
         const since = intParam(q, 'since', 0);
         const limit = intParam(q, 'limit', 100);
@@ -126,10 +150,52 @@ export function dashboardHandler(c: Collector, title = 'Ambit'): (req: IncomingM
   };
 }
 
-/** Listens; rejects with DashboardBindError when the address/port cannot be used. */
+/**
+ * The error for a failed native listen in `netns`: entering the netns
+ * (open/setns) is DashboardNetnsError, the socket itself (bind/listen)
+ * DashboardBindError. Both lowercase, naming the errno.
+ */
+export function nativeListenError(err: unknown, netns: string, address: string, port: number): DashboardBindError | DashboardNetnsError {
+  const e = err as { code?: unknown; syscall?: unknown };
+  const code = typeof e.code === 'string' ? e.code : toError(err).message;
+  const syscall = typeof e.syscall === 'string' ? e.syscall : '';
+  if (syscall === 'open' || syscall === 'setns' || syscall === 'ioctl') {
+    const why =
+      code === 'ENOENT'
+        ? 'it does not exist; if it is /proc/<pid>/ns/net, that process has exited'
+        : code === 'EPERM' || code === 'EACCES'
+          ? 'entering a netns needs root (CAP_SYS_ADMIN)'
+          : 'it is not a network namespace';
+    return new DashboardNetnsError(`the dashboard cannot listen in netns ${netns} (${code} at ${syscall}): ${why}`, { cause: err });
+  }
+  return new DashboardBindError(`the dashboard cannot listen on ${hostPort(address, port)} in netns ${netns} (${code}${syscall ? ` at ${syscall}` : ''}); choose another port or address`, { cause: err });
+}
+
+function hostPort(address: string, port: number): string {
+  return `${address.includes(':') ? `[${address}]` : address}:${port}`;
+}
+
+/** A listening fd made inside `netns` by the addon; throws DashboardNetnsError / DashboardBindError. */
+function listenFdInNetns(o: { netns: string; address: string; port: number; binding?: NativeBinding }): number {
+  if (isIP(o.address) === 0) throw new DashboardBindError(`the dashboard address must be an IP literal when it listens in netns ${o.netns}, got '${o.address}'`);
+  let binding: NativeBinding;
+  try {
+    binding = o.binding ?? loadNativeBinding();
+  } catch (err) {
+    throw new DashboardNetnsError(`the dashboard cannot listen in netns ${o.netns}: the native addon is not available (${toError(err).message})`, { cause: err });
+  }
+  try {
+    return binding.listenTcpInNetns(o.netns, o.address, o.port);
+  } catch (err) {
+    throw nativeListenError(err, o.netns, o.address, o.port);
+  }
+}
+
+/** Listens; rejects with DashboardBindError (or DashboardNetnsError) when the address/port/netns cannot be used. */
 export async function startDashboardServer(o: DashboardServerOptions): Promise<DashboardServer> {
   const handler = dashboardHandler(o.collector, o.title);
   const server: Server = createServer((req, res) => {
+    if (o.serverName) res.setHeader('server', o.serverName);
     try {
       handler(req, res);
     } catch (err) {
@@ -140,15 +206,23 @@ export async function startDashboardServer(o: DashboardServerOptions): Promise<D
   });
   const address = o.address ?? DEFAULT_DASHBOARD_ADDRESS;
   const port = o.port ?? DEFAULT_DASHBOARD_PORT;
+  const fd = o.netns !== undefined ? listenFdInNetns({ netns: o.netns, address, port, ...(o.binding ? { binding: o.binding } : {}) }) : undefined;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => reject(new DashboardBindError(`the dashboard cannot listen on ${address}:${port} (${err.code ?? err.message}); choose another port or address`, { cause: err })));
-    server.listen(port, address, () => resolve());
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      // An adopted fd that Node could not use is closed with the server.
+      server.close();
+      reject(new DashboardBindError(`the dashboard cannot listen on ${hostPort(address, port)}${o.netns ? ` in netns ${o.netns}` : ''} (${err.code ?? err.message}); choose another port or address`, { cause: err }));
+    });
+    if (fd !== undefined) server.listen({ fd }, () => resolve());
+    else server.listen(port, address, () => resolve());
   });
   const bound = (server.address() as AddressInfo).port;
   const host = address.includes(':') ? `[${address}]` : address === '0.0.0.0' ? '127.0.0.1' : address;
   return {
     url: `http://${host}:${bound}/`,
     port: bound,
+    address,
+    netns: o.netns,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -5,13 +5,28 @@
  * the rogue client, and the dashboard on 127.0.0.1. It keeps running until
  * the caller's AbortSignal fires (Ctrl-C), then tears everything down.
  * `startLivingMesh` is also what the tour and the browser test build on.
+ *
+ * The dashboard is served by the control plane (the Kiali role), not by
+ * this process: the control plane gets --dashboard-listen and
+ * --dashboard-netns /proc/<this pid>/ns/net, creates its listening socket
+ * in this process's netns (the host's, where the user's browser is) with
+ * the native addon, and scrapes the agents and waypoints itself. This
+ * process only waits for the page to answer and reads the same JSON API the
+ * page reads. The netns path names this process, which lives as long as the
+ * demo (and the lab) does; it is whatever netns the user started the demo
+ * in, which /proc/1/ns/net need not be.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startLabDashboard, type LabDashboard } from '../dashboard/lab-dashboard.js';
+import { DashboardClient, waitForDashboard } from '../dashboard/client.js';
+import { DashboardBindError } from '../dashboard/errors.js';
 import type { EdgeStats } from '../dashboard/history.js';
+import { LAB_CONTROL_PLANE_MONITORING_PORT } from '../dashboard/lab-targets.js';
+import { defaultFetch } from '../dashboard/netns-http.js';
+import { DEFAULT_DASHBOARD_ADDRESS, DEFAULT_DASHBOARD_PORT } from '../dashboard/server.js';
 import { labDown, labUp, type LabHandle } from '../lab/lab.js';
 import { APP_MANIFESTS, APP_NAMESPACE, appArgv, appProcesses, DENY_POLICY, DENY_POLICY_FILE } from './app.js';
 
@@ -40,7 +55,10 @@ export interface LoadCounts {
 
 export interface LivingMesh {
   readonly lab: LabHandle;
-  readonly dashboard: LabDashboard;
+  /** The dashboard the control plane serves, read over its JSON API. */
+  readonly dashboard: DashboardClient;
+  /** The pid of the process that answers on the dashboard URL (its `server` header): the control plane's. */
+  readonly dashboardPid: number;
   readonly manifestsDir: string;
   /** The latest counts each load generator printed (pod -> counts). */
   readonly load: ReadonlyMap<string, LoadCounts>;
@@ -83,6 +101,36 @@ function firstLine(child: ChildProcess, what: string, timeoutMs: number): Promis
   });
 }
 
+/** The netns path the control plane listens in for the dashboard: this process's own (see the header). */
+export function hostNetnsPath(pid: number = process.pid): string {
+  return `/proc/${pid}/ns/net`;
+}
+
+/** The control plane flags that put the dashboard on the host's `address:port`. */
+export function dashboardControlPlaneArgs(o: { address: string; port: number; netns: string; intervalMs?: number; title: string }): string[] {
+  const listen = `${o.address.includes(':') ? `[${o.address}]` : o.address}:${o.port}`;
+  return ['--dashboard-listen', listen, '--dashboard-netns', o.netns, ...(o.intervalMs ? ['--dashboard-interval', String(o.intervalMs)] : []), '--dashboard-title', o.title];
+}
+
+/**
+ * The port the control plane will be told to use: fails early (before the
+ * lab is built) when `port` is taken here; port 0 is resolved to a free port
+ * now, so the URL stays the same when the control plane restarts
+ * (labStartControlPlane replays the same flags).
+ */
+export async function choosePort(address: string, port: number): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const s = createServer();
+    s.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new DashboardBindError(`the dashboard cannot listen on ${address}:${port} (${err.code ?? err.message}); choose another port with --port (0 picks a free one) or another --address`, { cause: err })),
+    );
+    s.listen(port, address, () => {
+      const bound = (s.address() as AddressInfo).port;
+      s.close(() => resolve(bound));
+    });
+  });
+}
+
 async function writeAtomic(dir: string, file: string, text: string): Promise<void> {
   const tmp = join(dir, `.${file}.tmp`);
   await writeFile(tmp, text);
@@ -96,13 +144,15 @@ export async function startLivingMesh(o: LivingMeshOptions): Promise<LivingMesh>
   const children: ChildProcess[] = [];
   const load = new Map<string, LoadCounts>();
   let lab: LabHandle | undefined;
-  let dashboard: LabDashboard | undefined;
+  let dashboard: { url: string; servedByPid: number } | undefined;
   let stopped = false;
+  const address = o.dashboardAddress ?? DEFAULT_DASHBOARD_ADDRESS;
+  let port = o.dashboardPort ?? DEFAULT_DASHBOARD_PORT;
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
     for (const c of children) c.kill();
-    await dashboard?.close().catch(() => {});
+    // The dashboard goes with the control plane process.
     await labDown(o.name).catch(() => {});
     await rm(dir, { recursive: true, force: true });
   };
@@ -110,12 +160,15 @@ export async function startLivingMesh(o: LivingMeshOptions): Promise<LivingMesh>
     if (o.signal?.aborted) throw new Error('interrupted');
   };
   try {
-    await labDown(o.name); // what a crashed earlier run left behind
+    // What a crashed earlier run left behind, first: its control plane may still hold the dashboard port.
+    await labDown(o.name);
+    port = await choosePort(address, port);
     await writeFile(join(dir, 'app.yaml'), APP_MANIFESTS);
     if (o.deny !== false) await writeFile(join(dir, DENY_POLICY_FILE), DENY_POLICY);
-    out(stepLine(1, LIVING_STEPS, `creating the lab '${o.name}': 2 nodes, 7 pods in the ambient namespace "${APP_NAMESPACE}"; starting the control plane and an agent per node`));
+    out(stepLine(1, LIVING_STEPS, `creating the lab '${o.name}': 2 nodes, 7 pods in the ambient namespace "${APP_NAMESPACE}"; starting the control plane (with the dashboard) and an agent per node`));
     const t0 = Date.now();
-    lab = await labUp({ manifests: dir, name: o.name, mesh: true, controlPlane: true });
+    const controlPlaneArgs = dashboardControlPlaneArgs({ address, port, netns: hostNetnsPath(), ...(o.intervalMs ? { intervalMs: o.intervalMs } : {}), title: `Ambit demo (lab ${o.name})` });
+    lab = await labUp({ manifests: dir, name: o.name, mesh: true, controlPlane: true, controlPlaneArgs });
     const l = lab;
     out(`      control plane on ${l.cluster.nodes[0]?.ip ?? '?'}:15012 (xDS + CA), watching ${dir}`);
     for (const n of l.cluster.nodes) out(`      agent on ${n.name} (${n.ip}) ready; pods enrolled: ${l.cluster.workloads.filter((w) => w.node === n.name).map((w) => w.name).join(', ')}`);
@@ -162,17 +215,17 @@ export async function startLivingMesh(o: LivingMeshOptions): Promise<LivingMesh>
     if (o.deny !== false) out(`      AuthorizationPolicy ${APP_NAMESPACE}/deny-rogue (DENY from sa/rogue to app=productpage) is in place`);
 
     check();
-    out(stepLine(4, LIVING_STEPS, 'starting the dashboard (scrapes the agents\' /metrics, readiness and /config_dump, and the control plane\'s /debug/status)'));
-    dashboard = await startLabDashboard({
-      cluster: l.cluster,
-      stateDir: l.stateDir,
-      controlPlane: true,
-      ...(o.dashboardPort !== undefined ? { port: o.dashboardPort } : {}),
-      ...(o.dashboardAddress ? { address: o.dashboardAddress } : {}),
-      ...(o.intervalMs ? { intervalMs: o.intervalMs } : {}),
-      title: `Ambit demo (lab ${o.name})`,
+    out(stepLine(4, LIVING_STEPS, 'waiting for the dashboard: the control plane serves it and scrapes the agents\' /metrics, readiness and /config_dump and the waypoints\' /stats/prometheus'));
+    const first = l.cluster.nodes[0];
+    if (!first) throw new Error('BUG: the lab has no node');
+    const ready = await waitForDashboard({
+      fetch: defaultFetch().fetch,
+      controlPlane: { netns: first.netns, host: first.ip, port: LAB_CONTROL_PLANE_MONITORING_PORT },
+      timeoutMs: 20_000,
+      ...(o.signal ? { signal: o.signal } : {}),
     });
-    out(`      ${dashboard.url}  (agents reached from inside their node's netns via ${dashboard.fetchHow === 'native' ? 'sockets made there by the native addon' : 'ip netns exec curl'}; no host route into the lab)`);
+    dashboard = { url: ready.url, servedByPid: ready.servedByPid };
+    out(`      ${ready.url}  served by the control plane (pid ${ready.servedByPid}) from ${first.name}'s netns; its socket was made in this process's netns (${hostNetnsPath()}) by the native addon`);
   } catch (err) {
     await stop();
     throw err;
@@ -181,7 +234,8 @@ export async function startLivingMesh(o: LivingMeshOptions): Promise<LivingMesh>
   const l = lab;
   return {
     lab: l,
-    dashboard: d,
+    dashboard: new DashboardClient(d.url),
+    dashboardPid: d.servedByPid,
     manifestsDir: dir,
     load,
     applyDeny: () => writeAtomic(dir, DENY_POLICY_FILE, DENY_POLICY),
@@ -194,7 +248,7 @@ export async function startLivingMesh(o: LivingMeshOptions): Promise<LivingMesh>
 export async function waitForEdge(mesh: LivingMesh, pred: (e: EdgeStats) => boolean, timeoutMs: number, signal?: AbortSignal): Promise<EdgeStats | undefined> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const hit = mesh.dashboard.collector.graph().edges.find(pred);
+    const hit = (await mesh.dashboard.graph().catch(() => undefined))?.edges.find(pred);
     if (hit || Date.now() > deadline || signal?.aborted) return hit;
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -226,10 +280,10 @@ export async function runLivingDemo(o: LivingDemoOptions): Promise<number> {
     out(stepLine(5, LIVING_STEPS, 'waiting for the first traffic in the graph'));
     await waitForEdge(mesh, (e) => e.target === 'svc:demo/productpage' && e.cps > 0, 15_000, o.signal);
     await waitForEdge(mesh, (e) => e.status === 'denied', 8_000, o.signal);
-    const g = mesh.dashboard.collector.graph();
+    const g = await mesh.dashboard.graph();
     out('');
     out(bold(`The mesh is running (ready in ${((Date.now() - t0) / 1000).toFixed(1)} s)`));
-    out(`  Dashboard:  ${mesh.dashboard.url}`);
+    out(`  Dashboard:  ${mesh.dashboard.url}   (served by the control plane, pid ${mesh.dashboardPid})`);
     out(`  Graph now (rates over ${g.windowSeconds} s):`);
     for (const e of g.edges.filter((x) => x.status !== 'idle' && !x.source.startsWith('svc:')).sort((a, b) => a.source.localeCompare(b.source))) out(`    ${edgeLine(e)}`);
     out(`  Try:        node bin/ambit.js lab exec ${APP_NAMESPACE}/loadgen --name ${o.name} -- curl -s http://frontend/`);
@@ -238,7 +292,7 @@ export async function runLivingDemo(o: LivingDemoOptions): Promise<number> {
     out(`  API:        ${mesh.dashboard.url}api/snapshot   (see docs/DASHBOARD.md)`);
     out('  Press Ctrl-C to stop; everything is torn down.');
     if (!o.signal.aborted) await new Promise<void>((resolve) => o.signal.addEventListener('abort', () => resolve(), { once: true }));
-    out('stopping: the app, the dashboard, the agents and the control plane; removing the lab ...');
+    out('stopping: the app, the agents and the control plane with its dashboard; removing the lab ...');
     return 0;
   } finally {
     await mesh.stop();

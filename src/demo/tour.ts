@@ -6,7 +6,8 @@
  * node's interfaces: only HBONE, no app bytes in clear), the waypoint's 90/10 reviews
  * split, a flaky canary's 503s retried by the waypoint, apply a deny policy
  * and see the edge go red, remove it and see it recover.
- * Exits 1 when a step's proof did not show up in time.
+ * Exits 1 when a step's proof did not show up in time. The dashboard is
+ * the control plane's (see living.ts); the tour reads its JSON API.
  */
 import { APP_NAMESPACE, DENY_POLICY_FILE } from './app.js';
 import { edgeLine, startLivingMesh, waitForEdge, type LivingMesh } from './living.js';
@@ -18,6 +19,8 @@ export interface TourOptions {
   dashboardAddress?: string;
   out: (line: string) => void;
   signal: AbortSignal;
+  /** Called once the mesh and its dashboard are up, before the first step's proof (tests look at the mesh here). */
+  onMesh?: (mesh: LivingMesh) => Promise<void> | void;
 }
 
 const TOUR_STEPS = 7;
@@ -57,17 +60,19 @@ export async function runTour(o: TourOptions): Promise<number> {
     if (signal.aborted) return 130;
     throw err;
   }
-  const c = mesh.dashboard.collector;
+  const c = mesh.dashboard;
   try {
+    await o.onMesh?.(mesh);
     await sleep(1500, signal);
-    const h = c.health();
+    const h = await c.health();
     const enrolled = h.agents.map((a) => `${a.node}: ${a.ready ? 'ready' : 'NOT ready'}, ${a.workloadsUp}/${a.workloads} pods up, ${a.certificates.filter((x) => x.state === 'Available').length} certificates`);
     check('enroll', h.agents.length > 0 && h.agents.every((a) => a.ready && a.workloads > 0 && a.workloadsUp === a.workloads), `agents' /healthz/ready and /config_dump: ${enrolled.join('; ')}`);
 
     step(2, 'watch traffic: every hop is an HBONE tunnel between the node agents, with mutual TLS');
     const hop = await waitForEdge(mesh, (e) => e.source === `wl:${APP_NAMESPACE}/productpage` && e.target === `svc:${APP_NAMESPACE}/reviews` && e.cps > 0, 15_000, signal);
-    for (const e of c.graph().edges.filter((x) => x.status !== 'idle' && !x.source.startsWith('svc:'))) out(`    ${edgeLine(e)}`);
-    const meshed = c.graph().edges.filter((x) => x.status !== 'idle' && x.source.startsWith('wl:'));
+    const g2 = await c.graph();
+    for (const e of g2.edges.filter((x) => x.status !== 'idle' && !x.source.startsWith('svc:'))) out(`    ${edgeLine(e)}`);
+    const meshed = g2.edges.filter((x) => x.status !== 'idle' && x.source.startsWith('wl:'));
     check('traffic', hop !== undefined, hop ? `productpage -> reviews at ${hop.cps.toFixed(1)} conn/s (istio_tcp_connections_opened_total rate)` : 'no traffic on productpage -> reviews within 15 s');
     const m = await mesh.lab.exec({ node: 'node-b' }, ['curl', '-sS', '--max-time', '3', 'http://127.0.0.1:15020/metrics'], { timeoutMs: 5_000 });
     const line = m.stdout.split('\n').find((l) => l.startsWith('istio_tcp_connections_opened_total{') && l.includes('reporter="destination"') && l.includes('destination_workload="productpage"'));
@@ -91,11 +96,18 @@ export async function runTour(o: TourOptions): Promise<number> {
 
     step(3, 'the waypoint splits the reviews service 90/10 over reviews-v1 (node-a) and reviews-v2 (node-b) (HTTPRoute reviews-split)');
     // The waypoint's istio_requests_total{reporter="waypoint"} per destination workload.
-    const v = (w: string): number => c.graph().edges.find((e) => e.source === `svc:${APP_NAMESPACE}/reviews` && e.target === `wl:${APP_NAMESPACE}/${w}`)?.requestsTotal ?? 0;
+    const counts = async (): Promise<{ v1: number; v2: number }> => {
+      const edges = (await c.graph().catch(() => undefined))?.edges ?? [];
+      const v = (w: string): number => edges.find((e) => e.source === `svc:${APP_NAMESPACE}/reviews` && e.target === `wl:${APP_NAMESPACE}/${w}`)?.requestsTotal ?? 0;
+      return { v1: v('reviews-v1'), v2: v('reviews-v2') };
+    };
     const splitDeadline = Date.now() + 25_000;
-    while (Date.now() < splitDeadline && !(v('reviews-v1') + v('reviews-v2') >= 30 && v('reviews-v2') > 0)) await sleep(500, signal);
-    const v1 = v('reviews-v1');
-    const v2 = v('reviews-v2');
+    let split = await counts();
+    while (Date.now() < splitDeadline && !(split.v1 + split.v2 >= 30 && split.v2 > 0) && !signal.aborted) {
+      await sleep(500, signal);
+      split = await counts();
+    }
+    const { v1, v2 } = split;
     const pct = (x: number): number => (v1 + v2 > 0 ? Math.round((100 * x) / (v1 + v2)) : 0);
     check('split', v2 > 0 && v1 > 2 * v2, `waypoint requests so far: reviews-v1 ${v1}, reviews-v2 ${v2} (${pct(v1)}/${pct(v2)}, configured 90/10); reviews-v2 also calls ratings over TCP`);
 
@@ -129,7 +141,10 @@ export async function runTour(o: TourOptions): Promise<number> {
     await mesh.applyDeny();
     const red = await waitForEdge(mesh, (e) => e.source === rogue() && e.status === 'denied', 15_000, signal);
     out(`    after:  ${red ? edgeLine(red) : 'the edge did not turn red'}`);
-    const denyEvent = c.events(0, 300).filter((e) => e.kind === 'access' && e.text.includes('DENY')).at(-1);
+    const events = await c.events(0, 300);
+    const policyEvent = events.filter((e) => e.kind === 'config' && e.text.includes('deny-rogue')).at(-1);
+    if (policyEvent) out(`    control plane: ${policyEvent.text}`);
+    const denyEvent = events.filter((e) => e.kind === 'access' && e.text.includes('DENY')).at(-1);
     if (denyEvent) out(`    access log: ${denyEvent.text}`);
     out(`    rogue's own view: ${JSON.stringify(mesh.load.get('rogue') ?? {})}`);
     check('deny', red !== undefined, red ? `the edge went red ${((Date.now() - t0) / 1000).toFixed(1)} s after the file was written (istio_tcp_connections_failed_total{response_flags="DENY"})` : 'no DENY within 15 s');
@@ -145,7 +160,7 @@ export async function runTour(o: TourOptions): Promise<number> {
   } finally {
     await mesh.stop();
   }
-  out('  the app, the dashboard, the agents, the control plane and the lab are gone');
+  out('  the app, the agents, the control plane (and the dashboard it served) and the lab are gone');
   out('');
   const failed = results.filter((r) => !r.ok);
   out(bold(failed.length === 0 ? `Tour complete: ${results.length} proofs shown.` : `Tour finished with ${failed.length} missing proof(s): ${failed.map((f) => f.step).join(', ')}`));

@@ -29,7 +29,7 @@ import {
 } from './errors.js';
 import { EagerWriteTransport } from './eager-write-transport.js';
 import * as S from './settings.js';
-import { peerIdentities, secureContextFor, type TlsIdentity } from './tls-identity.js';
+import { connectionValidUntil, MAX_EXPIRY_TIMER_MS, peerIdentities, secureContextFor, type TlsIdentity } from './tls-identity.js';
 
 export type ConnectionState = 'connecting' | 'ready' | 'draining' | 'closed';
 
@@ -61,6 +61,9 @@ export class HboneConnection extends EventEmitter {
   #active = 0;
   #pingTimer: Timer | undefined;
   #pingDeadline: Timer | undefined;
+  #expiryTimer: Timer | undefined;
+  /** The earlier of both leaves' notAfter (ms); no new streams from then on. */
+  #validUntil: number | undefined;
   readonly #opts: HboneConnectOptions;
   readonly #log: Logger;
 
@@ -166,6 +169,7 @@ export class HboneConnection extends EventEmitter {
           }
           this.#transition('ready');
           this.#schedulePing();
+          this.#scheduleExpiry(t);
           resolve();
         });
         session.once('close', () => {
@@ -196,8 +200,34 @@ export class HboneConnection extends EventEmitter {
     }, interval);
   }
 
+  /**
+   * Drains the connection when our certificate or the peer's expires: open
+   * tunnels finish, new ones need a new handshake, which an expired
+   * certificate cannot pass (fail closed).
+   */
+  #scheduleExpiry(tls: TLSSocket): void {
+    const until = connectionValidUntil(this.#opts.identity, tls.getPeerX509Certificate());
+    if (until === undefined) return;
+    this.#validUntil = until;
+    const delay = until - this.#opts.clock.now();
+    if (delay > MAX_EXPIRY_TIMER_MS) return; // tryReserve checks on use
+    this.#expiryTimer = this.#opts.clock.setTimeout(() => this.#expire(), Math.max(0, delay));
+  }
+
+  #expire(): void {
+    if (this.#state !== 'ready') return;
+    this.#log.info({ validUntil: new Date(this.#validUntil ?? 0).toISOString() }, 'a certificate of this hbone connection expired; draining it');
+    this.#drain();
+  }
+
+  /** The earlier notAfter of the two leaves (ms since the epoch), once connected. */
+  get validUntil(): number | undefined {
+    return this.#validUntil;
+  }
+
   /** Reserves a stream slot; the pool calls this before openStream. */
   tryReserve(limit: number): boolean {
+    if (this.#state === 'ready' && this.#validUntil !== undefined && this.#opts.clock.now() >= this.#validUntil) this.#expire();
     if (this.#state !== 'ready' || this.#active >= limit) return false;
     this.#active++;
     return true;
@@ -257,6 +287,7 @@ export class HboneConnection extends EventEmitter {
   }
 
   #onClosed(): void {
+    this.#expiryTimer?.cancel();
     this.#pingTimer?.cancel();
     this.#pingDeadline?.cancel();
     if (this.#transition('closed')) this.emit('closed');

@@ -74,3 +74,13 @@ export class HbonePoolClosedError extends HboneError {
     super('AMBIT_ERR_HBONE_POOL_CLOSED', 'hbone pool is closed; no new tunnels can be opened');
   }
 }
+
+/** A certificate on the connection (ours or the peer's) is past its notAfter: no new tunnel is opened (fail closed). */
+export class HboneCertificateExpiredError extends HboneError {
+  constructor(readonly address: string, whose: 'our' | 'the peer', validUntil: number) {
+    super(
+      'AMBIT_ERR_HBONE_CERT_EXPIRED',
+      `hbone connect to ${address} refused: ${whose} certificate expired at ${new Date(validUntil).toISOString()}; is the ca reachable to renew it?`,
+    );
+  }
+}

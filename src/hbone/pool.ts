@@ -20,6 +20,10 @@
  * 7. A CONNECT the peer provably never processed (RST_STREAM REFUSED_STREAM,
  *    as a draining peer answers after its GOAWAY, or never sent at all) is
  *    retried once; any other failure goes back to the caller.
+ * 8. A connection takes no new stream once our certificate or the peer's is
+ *    past notAfter (it drains; open streams finish). A connection is never
+ *    made with an expired certificate of ours, nor kept when the peer's is
+ *    expired: the caller gets HboneCertificateExpiredError (fail closed).
  */
 import { constants as h2constants, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
 import type { Socket } from 'node:net';
@@ -28,9 +32,9 @@ import { systemClock, type Clock, type Timer } from '../common/clock.js';
 import type { Logger } from '../common/logger.js';
 import { formatAuthority } from './authority.js';
 import { HboneConnection } from './connection.js';
-import { HboneConnectionClosedError, HbonePoolClosedError, HboneStreamResetError } from './errors.js';
+import { HboneCertificateExpiredError, HboneConnectionClosedError, HbonePoolClosedError, HboneStreamResetError } from './errors.js';
 import * as S from './settings.js';
-import type { TlsIdentity } from './tls-identity.js';
+import { connectionValidUntil, type TlsIdentity } from './tls-identity.js';
 
 export interface PoolKey {
   readonly srcIdentity: string;
@@ -151,6 +155,12 @@ export class HbonePool {
   async #connect(entry: KeyEntry): Promise<HboneConnection> {
     const { key } = entry;
     const identity = await this.#opts.identityFor(key.srcIdentity);
+    const address = formatAuthority(key.dstHost, key.dstPort);
+    // An expired certificate of ours must not even be tried: the peer would
+    // refuse it anyway, and a connection that is born expired would make
+    // #acquire dial again and again (invariant 8).
+    const ours = connectionValidUntil(identity, undefined);
+    if (ours !== undefined && ours <= this.#clock.now()) throw new HboneCertificateExpiredError(address, 'our', ours);
     const socket = this.#opts.dial({ host: key.dstHost, port: key.dstPort }, key.srcIp);
     const conn = await HboneConnection.connect({
       socket,
@@ -163,6 +173,10 @@ export class HbonePool {
       ...(this.#opts.pingIntervalMs !== undefined ? { pingIntervalMs: this.#opts.pingIntervalMs } : {}),
       ...(this.#opts.pingTimeoutMs !== undefined ? { pingTimeoutMs: this.#opts.pingTimeoutMs } : {}),
     });
+    if (conn.validUntil !== undefined && conn.validUntil <= this.#clock.now()) {
+      conn.destroy();
+      throw new HboneCertificateExpiredError(address, 'the peer', conn.validUntil);
+    }
     entry.connections.push(conn);
     this.#log.debug({ peer: conn.address, src: key.srcIdentity, connections: entry.connections.length }, 'hbone connection added to pool');
     conn.on('idle', () => this.#armIdle(conn));

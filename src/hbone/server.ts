@@ -9,6 +9,15 @@
  *     ─► policy hook (deny ⇒ 401) ─► target lookup (none ⇒ 503) ─► dial the
  *     target (failure ⇒ 503) ─► 200 ─► bridge bytes until both ends close.
  *
+ * Every refusal is counted in ambit_hbone_inbound_refused_total{reason}, also
+ * the ones nghttp2 (or Node) makes on its own without telling us: a client
+ * over the concurrent-stream cap gets a connection error that surfaces as a
+ * session error while the session is at the cap (`max_streams`), and a stream
+ * whose HEADERS were refused before reaching us (header list or field over
+ * the limit, undecodable HPACK) leaves a gap in the client's stream ids that
+ * we see at the next stream, or from nghttp2's last processed stream id when
+ * the session is reaped (`headers_refused`).
+ *
  * The server knows nothing about agents: the caller supplies the identity for
  * a local address, the target resolver and the dialer. The waypoint reuses it.
  */
@@ -24,7 +33,7 @@ import { parseAuthority, type Authority } from './authority.js';
 import { bridge, h2Side, tcpSide, type BridgeResult } from './bridge.js';
 import { parseBaggage, parseForwarded, parseTraceParent, type ForwardedInfo, type TraceParent } from './headers.js';
 import * as S from './settings.js';
-import { peerIdentities, trustDomainOf, type TlsIdentity } from './tls-identity.js';
+import { connectionValidUntil, MAX_EXPIRY_TIMER_MS, peerIdentities, trustDomainOf, type TlsIdentity } from './tls-identity.js';
 
 /** What the server knows about one CONNECT when it asks where it goes. */
 export interface InboundRequest {
@@ -75,10 +84,15 @@ export interface HboneServerOptions {
   onTunnelRefused?(req: InboundRequest, status: number, reason: string): void;
 }
 
-type RefusalReason =
+export type RefusalReason =
   | 'handshake_timeout'
   | 'idle_timeout'
   | 'session_error'
+  | 'max_streams'
+  | 'headers_refused'
+  | 'invalid_frames'
+  | 'flood'
+  | 'continuation_flood'
   | 'tls_error'
   | 'no_identity'
   | 'alpn'
@@ -89,6 +103,21 @@ type RefusalReason =
   | 'no_target'
   | 'connect_failed'
   | 'stream_reset';
+
+/**
+ * The refusal a session error stands for. At the stream cap, a protocol error
+ * (the client opened one stream too many after ACKing our SETTINGS) or too
+ * many invalid frames (it kept opening streams nghttp2 refused before the
+ * ACK) is `max_streams`; nghttp2's flood detectors and Node's invalid-frame
+ * limit get their own reasons; anything else is `session_error`.
+ */
+export function sessionErrorReason(err: Error & { code?: string }, atStreamCap: boolean): RefusalReason {
+  if (atStreamCap && (err.code === 'ERR_HTTP2_ERROR' || err.code === 'ERR_HTTP2_TOO_MANY_INVALID_FRAMES')) return 'max_streams';
+  if (err.code === 'ERR_HTTP2_TOO_MANY_INVALID_FRAMES') return 'invalid_frames';
+  if (/flood/i.test(err.message)) return 'flood';
+  if (/continuation/i.test(err.message)) return 'continuation_flood';
+  return 'session_error';
+}
 
 export class HboneServer {
   readonly #opts: HboneServerOptions;
@@ -222,21 +251,47 @@ export class HboneServer {
       session.destroy();
     }, this.#opts.handshakeTimeoutMs ?? S.DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS);
     session.once('remoteSettings', () => prefaceTimer.cancel());
+    const maxStreams = this.#opts.maxConcurrentStreams ?? S.DEFAULT_SERVER_MAX_CONCURRENT_STREAMS;
+    // Streams we saw, by id: ids the client used that never reached us were refused by nghttp2/Node.
+    let openStreams = 0;
+    let lastSeenStream = 0;
+    const countUnseen = (upTo: number): void => {
+      // client stream ids are odd and increasing (a well-behaved client never skips one): count the odd ids in (lastSeen, upTo]
+      const odd = (n: number): number => Math.max(0, Math.floor((n + 1) / 2));
+      const unseen = upTo > lastSeenStream ? odd(upTo) - odd(lastSeenStream) : 0;
+      if (unseen > 0) this.#refuse('headers_refused', { remote, streams: unseen, lastSeen: lastSeenStream, upTo }, unseen);
+      lastSeenStream = Math.max(lastSeenStream, upTo);
+    };
     // Idle sessions (no open stream, no traffic) are closed. This also reaps a
     // session nghttp2 stopped reading after it sent a GOAWAY for a protocol
     // error (e.g. an undecodable header block), which Node reports no event for.
-    let openStreams = 0;
     session.setTimeout(this.#opts.idleTimeoutMs ?? S.DEFAULT_SERVER_IDLE_TIMEOUT_MS, () => {
       if (openStreams > 0) return;
+      countUnseen(session.state.lastProcStreamID ?? 0);
       this.#refuse('idle_timeout', { remote });
       session.destroy();
     });
+    // At the earlier of our leaf's and the peer's notAfter the session gets a
+    // GOAWAY: open tunnels finish, new ones need a new handshake, which an
+    // expired certificate cannot pass (fail closed after expiry).
+    const validUntil = connectionValidUntil(id, tls.getPeerX509Certificate());
+    const untilExpiry = validUntil === undefined ? Infinity : validUntil - this.#clock.now();
+    const expiryTimer =
+      untilExpiry <= MAX_EXPIRY_TIMER_MS
+        ? this.#clock.setTimeout(() => {
+            this.#log.info({ remote, peer: peerIdentity, validUntil: new Date(validUntil ?? 0).toISOString() }, 'a certificate of this hbone session expired; sending goaway');
+            if (!session.closed && !session.destroyed) session.close();
+          }, Math.max(0, untilExpiry))
+        : undefined;
     session.once('close', () => {
       prefaceTimer.cancel();
+      expiryTimer?.cancel();
       this.#sessions.delete(session);
     });
-    session.on('error', (err: Error) => {
-      this.#refuse('session_error', { remote, err: err.message });
+    session.on('error', (err: Error & { code?: string }) => {
+      // Opening a stream over the advertised cap is a connection error (PROTOCOL_ERROR) in nghttp2.
+      // openStreams still holds the count from before the session died (see the stream 'close' below).
+      this.#refuse(sessionErrorReason(err, openStreams >= maxStreams), { remote, err: err.message, code: err.code, openStreams });
     });
     session.once('connect', () => {
       try {
@@ -246,8 +301,14 @@ export class HboneServer {
       }
     });
     session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      const id = stream.id ?? 0;
+      countUnseen(id - 2);
+      lastSeenStream = Math.max(lastSeenStream, id);
       openStreams++;
-      stream.once('close', () => openStreams--);
+      // Streams torn down with their session are not decremented: the session 'error' must still see the cap.
+      stream.once('close', () => {
+        if (!session.destroyed) openStreams--;
+      });
       this.#onStream(stream, headers, tls, peerIdentity).catch((err: unknown) => {
         this.#log.error({ err }, 'BUG: unexpected error handling hbone stream');
         stream.close(h2c.NGHTTP2_INTERNAL_ERROR);
@@ -346,8 +407,8 @@ export class HboneServer {
     }
   }
 
-  #refuse(reason: RefusalReason, fields: Record<string, unknown>): void {
-    this.#refused?.inc({ reason });
+  #refuse(reason: RefusalReason, fields: Record<string, unknown>, n = 1): void {
+    this.#refused?.inc({ reason }, n);
     this.#log.debug({ reason, ...fields }, 'hbone refused');
   }
 

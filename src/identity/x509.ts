@@ -143,12 +143,16 @@ export interface RootCertificate {
   readonly privateKeyPem: string;
 }
 
-/** A self-signed ECDSA P-256 root: CA:true critical, keyCertSign|cRLSign critical, subject O=<org>. */
-export async function createRootCertificate(opts: { organization: string; notBefore: Date; notAfter: Date }): Promise<RootCertificate> {
+/**
+ * A self-signed ECDSA P-256 root: CA:true critical, keyCertSign|cRLSign
+ * critical, subject O=<org> (plus CN=<commonName> when given: roots made for
+ * a rotation get a distinct subject so chain building never confuses them).
+ */
+export async function createRootCertificate(opts: { organization: string; commonName?: string; notBefore: Date; notAfter: Date }): Promise<RootCertificate> {
   const key = await generateWorkloadKey();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomSerialHex(),
-    name: [{ O: [opts.organization] }],
+    name: opts.commonName !== undefined ? [{ O: [opts.organization] }, { CN: [opts.commonName] }] : [{ O: [opts.organization] }],
     notBefore: opts.notBefore,
     notAfter: opts.notAfter,
     keys: key.keyPair,
@@ -202,6 +206,37 @@ export async function issueLeafCertificate(p: LeafParams): Promise<string> {
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
       new x509.SubjectAlternativeNameExtension([{ type: 'url', value: p.uri }], true),
+      await x509.AuthorityKeyIdentifierExtension.create(issuer.publicKey),
+    ],
+  });
+  return pem(cert.toString('pem'));
+}
+
+/**
+ * A cross-certificate: the subject root's name and public key, signed by
+ * another root (CA:true, keyCertSign). A client that trusts only the issuer
+ * root verifies leaves of the subject root through it; a client that trusts
+ * the subject root finds that root itself first. Used so a control plane
+ * serving a certificate from a new root stays trusted by agents started with
+ * only the old root.
+ */
+export async function crossSignRoot(p: { subjectCertPem: string; issuerCertPem: string; issuerKey: CryptoKey; notBefore: Date; notAfter: Date }): Promise<string> {
+  const subject = new x509.X509Certificate(p.subjectCertPem);
+  const issuer = new x509.X509Certificate(p.issuerCertPem);
+  const publicKey = subject.publicKey;
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerialHex(),
+    subject: subject.subjectName,
+    issuer: issuer.subjectName,
+    notBefore: p.notBefore,
+    notAfter: p.notAfter,
+    publicKey,
+    signingKey: p.issuerKey,
+    signingAlgorithm: ECDSA_SHA256,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(issuer.publicKey),
     ],
   });

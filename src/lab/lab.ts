@@ -13,13 +13,14 @@ import { basename, join, resolve, sep } from 'node:path';
 import { ConfigError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import { parseLocalClusterConfig, type LocalClusterConfig } from '../state/local-config.js';
-import { agentArgv, defaultAgentCommand, defaultSpawnAgent, processAlive, processStartTime, stopProcess, waitForAgents, type SpawnAgent, type WatchedAgent } from './agents.js';
+import { agentArgv, defaultAgentCommand, defaultSpawnAgent, processAlive, processStartTime, stopProcess, waitForAgents, type AgentProcess, type SpawnAgent, type WatchedAgent } from './agents.js';
 import { LabExistsError, LabNotFoundError, LabPrivilegeError, LabRouteConflictError, LabTeardownError } from './errors.js';
 import { execRunner, Ip, type CommandRunner } from './ip.js';
 import { loadManifests, type LabSpec } from './manifests.js';
 import { DEFAULT_STATE_ROOT, labRecordDir, listLabNames, readLabState, StateStore, type HostRouteRecord, type LabState, type WaypointRecord } from './state.js';
 import { BRIDGE_NAME, ETH0, GATEWAY_MAC, isLabNetns, planLab, POD_GATEWAY, POD_RESOLV_CONF, toClusterConfig, validateLabName, type LabPlan, type PlannedRoute } from './topology.js';
 import { startWaypointProcesses, stopWaypointProcesses, waypointKey, waypointPods, type LabWaypointPod, type WaypointLaunchContext } from './waypoints.js';
+import { defaultSpoolDir, WIRE_AUDIT_ENV, WIRE_TAP_RECORD, WIRE_TAP_SCRIPT } from './wire-tap.js';
 
 export const DEFAULT_LAB_NAME = 'ambit';
 /** Every netns whose name starts with this is swept by `lab down --all`. */
@@ -28,6 +29,8 @@ export const DEFAULT_ETC_NETNS = '/etc/netns';
 export const DEFAULT_READY_TIMEOUT_MS = 20_000;
 export const DEFAULT_STOP_GRACE_MS = 3_000;
 export const CLUSTER_FILE = 'cluster.json';
+/** How long `down` lets the wire tap drain its capture files before SIGKILL. */
+const WIRE_TAP_STOP_GRACE_MS = 30_000;
 
 /** Options shared by every lab operation. */
 export interface LabEnvOptions {
@@ -75,6 +78,12 @@ export interface LabUpOptions extends LabEnvOptions {
   controlPlaneArgs?: readonly string[];
   /** Appended to every agent's argv at `up`, e.g. ['--cert-ttl-seconds', '60'] (not kept for `labRestartAgent`). */
   agentArgs?: readonly string[];
+  /**
+   * Capture every frame on the lab's bridge and scan it for the payload
+   * marker (wire-tap.ts); the report goes to this directory. Default
+   * $AMBIT_WIRE_AUDIT_DIR when the real command runner is used; false: never.
+   */
+  wireAuditDir?: string | false;
 }
 
 /** Where the lab's control plane listens, on the first node's address. */
@@ -98,6 +107,8 @@ export interface LabDownReport {
   readonly routes: readonly string[];
   readonly hostsDirs: readonly string[];
   readonly processes: readonly StoppedProcess[];
+  /** The lab's wire tap, when it had one (kept apart from the lab's own processes). */
+  readonly wireTap?: StoppedProcess;
 }
 
 /** A pod as `<namespace>/<pod>` or `<pod>` (namespace default), or an object form. */
@@ -212,7 +223,7 @@ async function addNetns(e: Env, store: StateStore, netns: string): Promise<void>
   await e.ip.in(netns, 'link', 'set', 'lo', 'up');
 }
 
-async function build(e: Env, store: StateStore, plan: LabPlan): Promise<void> {
+async function build(e: Env, store: StateStore, plan: LabPlan, wireAuditDir?: string): Promise<void> {
   const { ip } = e;
   // 1. Host safety first: from here on, nothing addressed to the lab leaves the machine.
   for (const dst of plan.hostBlackholes) {
@@ -228,6 +239,8 @@ async function build(e: Env, store: StateStore, plan: LabPlan): Promise<void> {
   await addNetns(e, store, br);
   await ip.in(br, 'link', 'add', BRIDGE_NAME, 'type', 'bridge');
   await ip.in(br, 'link', 'set', BRIDGE_NAME, 'up');
+  // The wire tap listens before any node is plugged in, so it sees every inter-node frame.
+  if (wireAuditDir) await startWireTap(e, store, br, wireAuditDir);
 
   // 3. Nodes. Veths are created directly inside the target namespaces, so
   //    no lab interface ever exists in the host netns, even for a moment.
@@ -267,6 +280,37 @@ async function build(e: Env, store: StateStore, plan: LabPlan): Promise<void> {
   for (const node of plan.nodes) {
     for (const r of node.routes) await ip.in(node.netns, 'route', 'add', ...routeArgs(r));
   }
+}
+
+/** Where the wire tap of a lab up with these options reports; undefined = no tap. */
+function wireAuditDirFor(opts: LabUpOptions): string | undefined {
+  if (opts.wireAuditDir === false) return undefined;
+  if (opts.wireAuditDir) return resolve(opts.wireAuditDir);
+  // Injected runners are recorders (unit tests): nothing real to capture.
+  const fromEnv = opts.runner ? undefined : process.env[WIRE_AUDIT_ENV];
+  return fromEnv ? resolve(fromEnv) : undefined;
+}
+
+/** Starts the wire tap (wire-tap.ts as a script, = `ambit lab wire-tap`) in the bridge netns, detached like an agent, and waits until tcpdump listens. */
+async function startWireTap(e: Env, store: StateStore, bridgeNetns: string, outDir: string): Promise<void> {
+  mkdirSync(outDir, { recursive: true, mode: 0o755 });
+  const name = store.state.name;
+  const readyFile = join(store.dir, 'wire-tap.ready');
+  const logFile = join(outDir, `${name}.tap.log`);
+  rmSync(readyFile, { force: true });
+  const spoolDir = defaultSpoolDir(name);
+  const argv = [process.execPath, WIRE_TAP_SCRIPT, '--name', name, '--out', outDir, '--spool', spoolDir, '--ready-file', readyFile, '--netns', bridgeNetns];
+  let proc: AgentProcess;
+  try {
+    proc = await defaultSpawnAgent({ node: WIRE_TAP_RECORD, netns: bridgeNetns, argv, logFile, readyFile });
+  } catch (err) {
+    rmSync(spoolDir, { recursive: true, force: true });
+    throw err;
+  }
+  const startTime = processStartTime(proc.pid);
+  store.update((s) => (s.wireTap = { pid: proc.pid, ...(startTime ? { startTime } : {}), outDir, logFile, readyFile, spoolDir }));
+  await waitForAgents([{ node: WIRE_TAP_RECORD, proc, readyFile, logFile, what: `the wire tap of lab ${name}` }], DEFAULT_READY_TIMEOUT_MS);
+  e.log.info({ lab: name, pid: proc.pid, outDir }, 'wire tap listening on the lab bridge');
 }
 
 interface LabControlPlane {
@@ -449,7 +493,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabHandle> {
   });
   try {
     e.log.info({ lab: name, nodes: plan.nodes.length, pods: plan.pods.length }, 'creating lab');
-    await build(e, store, plan);
+    await build(e, store, plan, wireAuditDirFor(opts));
     mkdirSync(stateDir, { recursive: true, mode: 0o755 });
     const clusterFile = join(stateDir, CLUSTER_FILE);
     writeFileSync(clusterFile, JSON.stringify(cluster, null, 2) + '\n', { mode: 0o644 });
@@ -515,6 +559,7 @@ async function downWith(e: Env, name: string): Promise<LabDownReport> {
   const removedRoutes: string[] = [];
   const removedDirs: string[] = [];
   const processes: StoppedProcess[] = [];
+  let wireTap: StoppedProcess | undefined;
   if (state) {
     const store = new StateStore(e.root, state);
     store.update((s) => (s.phase = 'tearing-down'));
@@ -522,6 +567,13 @@ async function downWith(e: Env, name: string): Promise<LabDownReport> {
     processes.push(...(await stopWaypointProcesses(store, state.waypoints ?? [], e.graceMs)));
     const results = await Promise.all(state.agents.map(async (a) => ({ where: a.node, pid: a.pid, result: await stopProcess(a.pid, a.startTime, e.graceMs) })));
     processes.push(...results);
+    // The wire tap last, so it saw everything the processes sent; it writes its report on SIGTERM.
+    // It drains its spool before it exits, so it gets time for a backlog (a heavy transfer just ended).
+    const tap = state.wireTap;
+    if (tap) {
+      wireTap = { where: WIRE_TAP_RECORD, pid: tap.pid, result: await stopProcess(tap.pid, tap.startTime, Math.max(e.graceMs, WIRE_TAP_STOP_GRACE_MS)) };
+      if (tap.spoolDir && basename(tap.spoolDir).startsWith('ambit-wire-')) rmSync(tap.spoolDir, { recursive: true, force: true });
+    }
     for (const netns of [...state.netns].reverse()) {
       if (await removeNetns(e, netns, errors, processes)) removedNetns.push(netns);
     }
@@ -560,7 +612,7 @@ async function downWith(e: Env, name: string): Promise<LabDownReport> {
   }
   rmSync(labRecordDir(e.root, name), { recursive: true, force: true });
   e.log.info({ lab: name, netns: removedNetns.length, routes: removedRoutes }, state ? 'lab removed' : 'no record of the lab');
-  return { name, found: state !== undefined, netns: removedNetns, routes: removedRoutes, hostsDirs: removedDirs, processes };
+  return { name, found: state !== undefined, netns: removedNetns, routes: removedRoutes, hostsDirs: removedDirs, processes, ...(wireTap ? { wireTap } : {}) };
 }
 
 function listDirs(dir: string): string[] {

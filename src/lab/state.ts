@@ -53,6 +53,18 @@ export interface ControlPlaneRecord {
   readonly command?: readonly string[];
 }
 
+/** The lab's wire tap (`ambit lab wire-tap` in the bridge netns, see wire-tap.ts); stopped by `down`. */
+export interface WireTapRecord {
+  readonly pid: number;
+  readonly startTime?: string;
+  /** Directory that receives the tap's `<lab>-<pid>.json` report. */
+  readonly outDir: string;
+  readonly logFile: string;
+  readonly readyFile: string;
+  /** tcpdump's rotating capture files (the tap empties and removes it; `down` removes a leftover). */
+  readonly spoolDir?: string;
+}
+
 export interface NodeRecord {
   readonly name: string;
   readonly netns: string;
@@ -91,6 +103,8 @@ export interface LabState {
   /** Waypoint processes (control-plane mode only); stopped before the agents on `down`. */
   waypoints: WaypointRecord[];
   controlPlane?: ControlPlaneRecord;
+  /** Present while a wire tap runs (AMBIT_WIRE_AUDIT_DIR). */
+  wireTap?: WireTapRecord;
   nodes: NodeRecord[];
   pods: PodRecord[];
   clusterFile?: string;

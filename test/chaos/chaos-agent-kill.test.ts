@@ -57,6 +57,8 @@ const chunk = (i) => {
   const seed = createHash('sha256').update('ambit-chaos-' + i).digest();
   const b = Buffer.allocUnsafe(CHUNK);
   for (let o = 0; o < CHUNK; o += seed.length) seed.copy(b, o);
+  // The wire-audit marker every 4 KiB: mesh traffic that must never cross the bridge in clear.
+  for (let o = 0; o < CHUNK; o += 4096) b.write('AMBIT-CANARY', o, 'latin1');
   return b;
 };
 const digest = (total) => {
@@ -246,7 +248,7 @@ describe('agent SIGKILL mid-transfer', { ...requiresRoot(), ...requiresTool('tcp
 
         const results = await Promise.all(transfers);
         // While the agent is down: a new connection carrying a marker must not go out in clear.
-        const marker = `AMBIT-CHAOS-${randomBytes(8).toString('hex')}`;
+        const marker = `AMBIT-CANARY-CHAOS-${randomBytes(8).toString('hex')}`;
         const probe = await l.exec('mesh/client', [process.execPath, streamScript, 'send', ip('server'), String(PORT), marker.repeat(200)], { timeoutMs: 10_000 });
         await new Promise((r) => setTimeout(r, 300));
         dump.kill('SIGINT');

@@ -78,7 +78,7 @@ describe('connection floods and never-reading clients on 15001 and 15006', requi
       assertPrivileged(t);
       assert.ok(await goodFetch(), 'baseline fetch');
       const rss0 = await agentRss();
-      const flood = lab!.exec(pod, [process.execPath, streamScript, 'hold', ip('server'), String(PORT), String(FLOOD), String(ASK), '6'], { timeoutMs: 30_000 });
+      const flood = lab!.exec(pod, [process.execPath, streamScript, 'hold', ip('server'), String(PORT), String(FLOOD), String(ASK), '6', ...(pod.startsWith('outside/') ? ['--plain'] : [])], { timeoutMs: 30_000 });
       await new Promise((r) => setTimeout(r, 3000));
       const during = await goodFetch();
       const rss1 = await agentRss();

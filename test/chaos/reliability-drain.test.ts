@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { labDown, labRestartAgent, labStatus, labUp, type LabHandle } from '../../src/lab/lab.js';
 import { assertPrivileged, requiresRoot } from '../helpers/privileged.js';
 import { startInPod } from '../helpers/pod-process.js';
+import { Tally } from '../security/lib/tally.js';
 
 const fixtures = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
 const name = `reld${randomBytes(3).toString('hex')}`;
@@ -35,6 +36,17 @@ let lab: LabHandle | undefined;
 let server: ChildProcess | undefined;
 let dir = '';
 let script = '';
+const tally = new Tally('chaos: graceful drain');
+
+/**
+ * Scores one batch: an intact transfer was served, an error is a clean
+ * refusal, and a cut one (clean EOF without the trailer) lost at least a frame.
+ */
+function score(what: string, s: Summary): void {
+  for (let i = 0; i < s.intact; i++) tally.case(what, { refused: false });
+  for (const [code, count] of Object.entries(s.errors)) for (let i = 0; i < count; i++) tally.case(`${what} (${code})`, { refused: true });
+  for (let i = 0; i < s.cut; i++) tally.case(`${what} (cut)`, { refused: false, bytesLost: 4096 });
+}
 
 //   serve <ip> <port>: per connection reads "<stopFile>\n", then sends frame i (4 KiB, a pattern of i)
 //     every PACE ms until <stopFile> exists, then a trailer frame "AMBIT-END <count>" and ends.
@@ -55,6 +67,7 @@ const frame = (i) => {
   const seed = createHash('sha256').update('ambit-drain-' + i).digest();
   b = Buffer.allocUnsafe(FRAME);
   for (let o = 0; o < FRAME; o += seed.length) seed.copy(b, o);
+  b.write('AMBIT-CANARY', 64, 'latin1'); // the wire-audit marker: mesh traffic, never in clear on the bridge
   cache.set(i, b);
   return b;
 };
@@ -155,6 +168,7 @@ describe(`graceful agent restart with ${CONNECTIONS} open transfers`, { ...requi
   });
 
   after(async () => {
+    if (tally.tried > 0) tally.print();
     server?.kill();
     if (process.getuid?.() === 0) await labDown(name);
     if (dir) await rm(dir, { recursive: true, force: true });
@@ -202,6 +216,7 @@ describe(`graceful agent restart with ${CONNECTIONS} open transfers`, { ...requi
         const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 60_000))]);
         assert.equal(code, 0, `the client did not finish: ${code} ${out()}`);
         const summary = JSON.parse(out().split('\n').find((x) => x.startsWith('{')) ?? '{}') as Summary;
+        score(`drain ${node}`, summary);
         const how = await restart.oldExited;
         const drainMs = Date.now() - stopAt;
         t.diagnostic(`${node}: old agent ${oldPid ?? restart.oldPid} ${how} within ${drainMs} ms of the stop signal, new agent ${restart.newPid}; transfers ${JSON.stringify(summary)}`);
@@ -221,6 +236,7 @@ describe(`graceful agent restart with ${CONNECTIONS} open transfers`, { ...requi
         await writeFile(stopNow, 'stop');
         const r = await l.exec('mesh/client', [process.execPath, script, 'many', ip('server'), String(PORT), '20', stopNow], { timeoutMs: 30_000 });
         const fresh = JSON.parse(r.stdout.trim().split('\n').find((x) => x.startsWith('{')) ?? '{}') as Summary;
+        score(`after restart ${node}`, fresh);
         assert.deepEqual({ intact: fresh.intact, cut: fresh.cut, errors: fresh.errors }, { intact: 20, cut: 0, errors: {} }, `after the restart: ${r.stdout} ${r.stderr}`);
       } finally {
         if (client.exitCode === null) client.kill('SIGKILL');
@@ -243,6 +259,7 @@ describe(`graceful agent restart with ${CONNECTIONS} open transfers`, { ...requi
         assert.equal(code, 0, `the client did not finish: ${code} ${out()}`);
         const summary = JSON.parse(out().split('\n').find((x) => x.startsWith('{')) ?? '{}') as Summary;
         t.diagnostic(`${node}: old agent ${restart.oldPid} ${how}; transfers ${JSON.stringify(summary)}`);
+        score(`past deadline ${node}`, summary);
         assert.equal(summary.cut, 0, `transfers were cut without an error: ${JSON.stringify(summary)}`);
         assert.equal(summary.intact, 0, `a transfer survived its agent's exit: ${JSON.stringify(summary)}`);
         assert.equal(Object.values(summary.errors).reduce((a, b) => a + b, 0), n);

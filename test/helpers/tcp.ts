@@ -7,8 +7,24 @@ export function sha256(buf: Buffer): string {
   return createHash('sha256').update(buf).digest('hex');
 }
 
-/** Random payload of `n` bytes made of 1 MiB random blocks (fast for 64 MiB). */
+/** The wire-audit marker (src/lab/wire-tap.ts): mesh payloads carry it, deliberate plaintext must not. */
+export const WIRE_CANARY = 'AMBIT-CANARY';
+const CANARY_EVERY = 4096;
+
+/**
+ * Random payload of `n` bytes made of 1 MiB random blocks (fast for 64 MiB),
+ * with WIRE_CANARY every 4 KiB: between lab pods this is mesh traffic, and
+ * the suite's wire audit fails if the marker ever crosses the bridge in clear.
+ * Use `plainPayload` for traffic that is plaintext on purpose.
+ */
 export function payload(n: number): Buffer {
+  const out = plainPayload(n);
+  for (let off = 0; off + WIRE_CANARY.length <= n; off += CANARY_EVERY) out.write(WIRE_CANARY, off, 'latin1');
+  return out;
+}
+
+/** Random payload of `n` bytes without the wire-audit marker (deliberate plaintext). */
+export function plainPayload(n: number): Buffer {
   const out = Buffer.allocUnsafe(n);
   for (let off = 0; off < n; off += 1 << 20) randomBytes(Math.min(1 << 20, n - off)).copy(out, off);
   return out;

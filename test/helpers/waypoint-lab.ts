@@ -141,9 +141,23 @@ export function hits(file: string): { http: number; grpc: number; failed: number
   }
 }
 
+/**
+ * The wire-audit marker (docs/WIRE-AUDIT.md) as a request header, sent by
+ * pods of the ambient namespace only: the backends echo request headers in
+ * their JSON answer, so both directions of mesh traffic carry it, and the
+ * suite's wire tap fails the run if it ever crosses the bridge in clear. A
+ * pod outside the mesh (plaintext on purpose) never sends it.
+ */
+export const WIRE_CANARY_HEADER = ['-H', 'x-wire-canary: AMBIT-CANARY'] as const;
+
+function meshPod(from: LabTarget): boolean {
+  if (typeof from === 'string') return from.startsWith(`${NS}/`);
+  return 'pod' in from && from.namespace === NS;
+}
+
 /** Runs curl in a pod with `args`; never throws on curl errors. */
 export function curl(w: WaypointLab, from: LabTarget, args: readonly string[], timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return w.lab.exec(from, ['curl', '-sS', ...args], { timeoutMs });
+  return w.lab.exec(from, ['curl', '-sS', ...(meshPod(from) ? WIRE_CANARY_HEADER : []), ...args], { timeoutMs });
 }
 
 /** One line per transfer: `<status> <seconds> <x-backend-version>` (curl -w). */
@@ -171,7 +185,7 @@ export function parseTransfers(stdout: string): Transfer[] {
 export async function requests(w: WaypointLab, from: LabTarget, url: string, n: number, extra: readonly string[] = []): Promise<Transfer[]> {
   const h2c = extra.includes('--http2-prior-knowledge');
   const r = h2c
-    ? await w.lab.exec(from, ['sh', '-c', `i=1; while [ $i -le ${n} ]; do curl -sS -o /dev/null -w '${WRITE_OUT}' --max-time 10 "$@" "${url}$i"; i=$((i+1)); done`, 'sh', ...extra], { timeoutMs: 300_000 })
+    ? await w.lab.exec(from, ['sh', '-c', `i=1; while [ $i -le ${n} ]; do curl -sS -o /dev/null -w '${WRITE_OUT}' --max-time 10 "$@" "${url}$i"; i=$((i+1)); done`, 'sh', ...(meshPod(from) ? WIRE_CANARY_HEADER : []), ...extra], { timeoutMs: 300_000 })
     : await curl(w, from, ['-o', '/dev/null', '-w', WRITE_OUT, '--max-time', '10', ...extra, `${url}[1-${n}]`]);
   const t = parseTransfers(r.stdout);
   assert.equal(t.length, n, `curl made ${t.length} of ${n} requests (exit ${r.code}): ${r.stderr.slice(0, 500)}`);

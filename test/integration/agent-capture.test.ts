@@ -76,7 +76,7 @@ describe('transparent in-pod capture between two agents', { ...requiresRoot(), .
           }
         });
       });
-      const marker = `AMBIT-MARKER-${randomBytes(8).toString('hex')}`;
+      const marker = `AMBIT-CANARY-${randomBytes(8).toString('hex')}`;
       const body = marker.repeat(2000);
       const r = await curl('mesh/client', ['--data-binary', body, `http://${ip('server')}:8080/`]);
       assert.equal(r.bodySha, createHash('sha256').update(body).digest('hex'), 'the request body arrived intact');

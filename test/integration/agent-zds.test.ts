@@ -30,6 +30,7 @@ const nsB = `${tag}-b`;
 let dir: string;
 let server: ZdsServer | undefined;
 let agent: Agent | undefined;
+const registry = new Registry();
 
 function ip(...args: string[]): string {
   return execFileSync('ip', args, { encoding: 'utf8' });
@@ -89,7 +90,7 @@ describe('agent enrolled over zds by a cni', { ...requiresRoot(), ...requiresToo
       certTtlSeconds: 3600,
     };
     const ca = await LocalCa.createEphemeral({ trustDomain: 'cluster.local' });
-    agent = await Agent.start(cfg, { native: loadNativeBinding(), logger: silentLogger(), registry: new Registry(), certificateSource: ca }, cluster);
+    agent = await Agent.start(cfg, { native: loadNativeBinding(), logger: silentLogger(), registry, certificateSource: ca }, cluster);
   });
 
   after(() => {
@@ -127,6 +128,12 @@ describe('agent enrolled over zds by a cni', { ...requiresRoot(), ...requiresToo
     assert.equal(unknown.outcome, 'nack');
     assert.match(unknown.error?.message ?? '', /mesh\/ghost is not in the agent's cluster view/);
     assert.deepEqual(listening(nsB), [], 'nothing was started for the NACKed pod');
+    const refusals = await registry.getSingleMetric('ambit_zds_refusals_total')?.get();
+    assert.deepEqual(
+      refusals?.values.map((v) => [v.labels['reason'], v.value]),
+      [['proxy_start_failed', 1]],
+      'the nack is counted',
+    );
 
     // The pod was re-created: same uid, new netns. The proxy moves.
     const moved = await s.addPod({ ...pod, netnsPath: `/var/run/netns/${nsB}` });

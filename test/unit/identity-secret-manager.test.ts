@@ -47,9 +47,14 @@ class FlakySource implements CertificateSource {
   }
 }
 
-/** The renewal instant for a certificate: half of its validity. */
+/**
+ * The renewal instant for a certificate: half of its validity counted from
+ * when it arrived (the local CA backdates notBefore by 60 s; here it always
+ * arrives at notBefore + 60 s, the fake clock does not move during a request).
+ */
 function halfLife(c: WorkloadCertificate): number {
-  return c.notBefore + (c.notAfter - c.notBefore) / 2;
+  const arrived = c.notBefore + 60_000;
+  return arrived + (c.notAfter - arrived) / 2;
 }
 
 void describe('SecretManager', () => {
@@ -100,6 +105,7 @@ void describe('SecretManager', () => {
           certChainPem: c.certChainPem,
           rootsPem: c.rootsPem,
         },
+        renewal: { consecutiveFailures: 0, failuresTotal: 0, lastError: undefined, nextAttempt: new Date(T0 + 1_800_000).toISOString(), expiresInSeconds: 3600 },
       },
     ]);
     assert.ok(!JSON.stringify(sm.dump()).includes('PRIVATE KEY'), 'the dump never carries keys');
@@ -129,7 +135,7 @@ void describe('SecretManager', () => {
     sm.onRotate((cur, prev) => rotations.push([cur, prev]));
     const first = await sm.getCertificate(web);
     const renewAt = halfLife(first);
-    assert.equal(renewAt, T0 + 1770_000, '(3600 s + 60 s backdating) / 2 after notBefore');
+    assert.equal(renewAt, T0 + 1800_000, 'half of the 3600 s from issue (the 60 s backdating of notBefore does not count)');
 
     await advanceTo(renewAt - 1);
     assert.equal(source.calls.length, 1, 'no renewal before half-life');
@@ -209,7 +215,9 @@ void describe('SecretManager', () => {
 
     // A later renewal failure starts again from 0.5 s.
     source.failing = true;
-    await advanceTo(halfLife(cert));
+    await advanceTo(halfLife(cert) - 1000);
+    const n = source.calls.length;
+    while (source.calls.length === n) await advanceTo(clock.now() + 100);
     const failedAt = source.calls.at(-1) as number;
     await advanceTo(failedAt + 500);
     assert.equal(source.calls.at(-1), failedAt + 500);
@@ -237,9 +245,9 @@ void describe('SecretManager', () => {
   void it('forget() and close() cancel timers and discard in-flight results', async () => {
     await sm.getCertificate(web);
     await sm.getCertificate(db);
-    assert.equal(clock.pendingTimers, 2);
+    assert.equal(clock.pendingTimers, 4, 'a renewal and an expiry timer per identity');
     sm.forget(web);
-    assert.equal(clock.pendingTimers, 1);
+    assert.equal(clock.pendingTimers, 2);
     assert.equal(sm.state(web), undefined);
 
     // A result arriving after forget() is returned to its caller but not cached or renewed.
@@ -250,7 +258,7 @@ void describe('SecretManager', () => {
     source.release();
     await late;
     assert.equal(sm.state(web), undefined);
-    assert.equal(clock.pendingTimers, 1);
+    assert.equal(clock.pendingTimers, 2);
 
     sm.close();
     assert.equal(clock.pendingTimers, 0);
