@@ -26,6 +26,8 @@
  *   ambit_xds_pushed_resources_total{type_url}  counter, resources + removals sent
  *   ambit_xds_acks_total{type_url}              counter
  *   ambit_xds_nacks_total{type_url}             counter
+ *   ambit_xds_requests_refused_total{reason}    counter, requests refused before handling:
+ *                                               too_large (over MAX_XDS_REQUEST_BYTES) or undecodable
  *
  * Events: 'connect' (XdsConnectEvent, on a stream's first request),
  * 'disconnect' (XdsConnectEvent), 'nack' (XdsNackEvent).
@@ -128,6 +130,39 @@ interface TypeState {
   lastNack?: { nonce: string; message: string; at: number };
 }
 
+/**
+ * The largest delta xDS request the server handles (2 MiB): an agent's
+ * request is an ACK or a subscription list (wildcard, or names: 10,000
+ * names of ~100 bytes are 1 MB).
+ * A larger one ends its stream with RESOURCE_EXHAUSTED and is counted.
+ * grpc-js's own 4 MiB receive limit stays behind it as the transport's
+ * guard (refused there without a count).
+ */
+export const MAX_XDS_REQUEST_BYTES = 2 * 1024 * 1024;
+
+/** What the deserializer hands the stream instead of a request it refused. */
+interface RefusedXdsRequest {
+  readonly refused: 'too_large' | 'undecodable';
+  readonly detail: string;
+}
+
+function isRefused(m: DeltaDiscoveryRequest | RefusedXdsRequest): m is RefusedXdsRequest {
+  return (m as RefusedXdsRequest).refused !== undefined;
+}
+
+/**
+ * Decodes on the server side; never throws, so a bad request reaches the
+ * stream handler as a RefusedXdsRequest, where it is counted and answered.
+ */
+function deserializeRequest(b: Buffer, types: ReturnType<typeof loadXdsTypes>): DeltaDiscoveryRequest | RefusedXdsRequest {
+  if (b.length > MAX_XDS_REQUEST_BYTES) return { refused: 'too_large', detail: `delta xds request of ${b.length} bytes is over the ${MAX_XDS_REQUEST_BYTES}-byte limit` };
+  try {
+    return decodeDeltaRequest(b, types);
+  } catch (err) {
+    return { refused: 'undecodable', detail: `delta xds request is not a valid DeltaDiscoveryRequest: ${(err as Error).message}` };
+  }
+}
+
 interface Connection {
   id: number;
   call: DeltaCall;
@@ -144,7 +179,7 @@ interface Connection {
  * The grpc-js service definition for DeltaAggregatedResources with Ambit's
  * protobufjs codec. `onResponseBytes` sees the exact size of every serialized response.
  */
-export function deltaAdsServiceDefinition(onResponseBytes?: (typeUrl: string, bytes: number) => void): grpc.ServiceDefinition {
+export function deltaAdsServiceDefinition(onResponseBytes?: (typeUrl: string, bytes: number) => void, forServer = false): grpc.ServiceDefinition {
   const types = loadXdsTypes();
   const serializeResponse = (m: DeltaDiscoveryResponse): Buffer => {
     const b = encodeDeltaResponse(m, types);
@@ -157,7 +192,7 @@ export function deltaAdsServiceDefinition(onResponseBytes?: (typeUrl: string, by
       requestStream: true,
       responseStream: true,
       requestSerialize: (m: DeltaDiscoveryRequest) => encodeDeltaRequest(m, types),
-      requestDeserialize: (b: Buffer) => decodeDeltaRequest(b, types),
+      requestDeserialize: forServer ? (b: Buffer) => deserializeRequest(b, types) : (b: Buffer) => decodeDeltaRequest(b, types),
       responseSerialize: serializeResponse,
       responseDeserialize: (b: Buffer) => decodeDeltaResponse(b, types),
       originalName: 'deltaAggregatedResources',
@@ -187,6 +222,7 @@ export class DeltaXdsServer extends EventEmitter {
     resources: Counter<'type_url'>;
     acks: Counter<'type_url'>;
     nacks: Counter<'type_url'>;
+    refused: Counter<'reason'>;
   };
 
   constructor(opts: DeltaXdsServerOptions) {
@@ -213,6 +249,7 @@ export class DeltaXdsServer extends EventEmitter {
       resources: new Counter({ name: 'ambit_xds_pushed_resources_total', help: 'Resources and removals sent in delta xDS responses', labelNames, registers }),
       acks: new Counter({ name: 'ambit_xds_acks_total', help: 'Delta xDS responses acknowledged', labelNames, registers }),
       nacks: new Counter({ name: 'ambit_xds_nacks_total', help: 'Delta xDS responses rejected by a client (NACK)', labelNames, registers }),
+      refused: new Counter({ name: 'ambit_xds_requests_refused_total', help: 'Delta xDS requests refused before handling: too_large or undecodable', labelNames: ['reason'], registers }),
     };
   }
 
@@ -240,7 +277,7 @@ export class DeltaXdsServer extends EventEmitter {
   /** What to pass to `grpcServer.addService(definition, implementation)`. */
   service(): DeltaXdsService {
     return {
-      definition: deltaAdsServiceDefinition((typeUrl, bytes) => this.#m.bytes.inc({ type_url: typeUrl }, bytes)),
+      definition: deltaAdsServiceDefinition((typeUrl, bytes) => this.#m.bytes.inc({ type_url: typeUrl }, bytes), true),
       implementation: { DeltaAggregatedResources: (call: DeltaCall) => this.#onStream(call) },
     };
   }
@@ -397,7 +434,14 @@ export class DeltaXdsServer extends EventEmitter {
     };
     this.#connections.set(c.id, c);
     this.#m.connections.set(this.#connections.size);
-    call.on('data', (req: DeltaDiscoveryRequest) => {
+    call.on('data', (req: DeltaDiscoveryRequest | RefusedXdsRequest) => {
+      if (isRefused(req)) {
+        this.#m.refused.inc({ reason: req.refused });
+        this.#log.warn({ connectionId: c.id, peer, reason: req.refused, err: req.detail }, 'delta xds request refused; ending the stream');
+        this.#drop(c);
+        call.emit('error', { code: req.refused === 'too_large' ? grpc.status.RESOURCE_EXHAUSTED : grpc.status.INVALID_ARGUMENT, details: req.detail });
+        return;
+      }
       try {
         this.#onRequest(c, req);
       } catch (err) {

@@ -21,7 +21,7 @@ import { createCsr, generateWorkloadKey } from '../../src/identity/x509.js';
 import * as x509 from '@peculiar/x509';
 import { DeltaXdsClient, type XdsTypeHandler, type XdsTypeUpdate } from '../../src/xds/delta-client.js';
 import { DELTA_ADS_PATH, encodeDeltaRequest } from '../../src/xds/codec.js';
-import { DeltaXdsServer } from '../../src/xds/delta-server.js';
+import { DeltaXdsServer, MAX_XDS_REQUEST_BYTES } from '../../src/xds/delta-server.js';
 import { buildNode } from '../../src/xds/node.js';
 import { Tally } from '../security/lib/tally.js';
 
@@ -38,8 +38,12 @@ describe('delta xDS server under hostile requests', () => {
   let port: number;
   const clients: grpc.Client[] = [];
 
+  const registry = new Registry();
+  const refusedCount = async (reason: string): Promise<number> =>
+    (await registry.getSingleMetric('ambit_xds_requests_refused_total')?.get())?.values.find((v) => v.labels['reason'] === reason)?.value ?? 0;
+
   before(async () => {
-    server = new DeltaXdsServer({ typeUrls: [ADDR], debounceMs: 10, registry: new Registry() });
+    server = new DeltaXdsServer({ typeUrls: [ADDR], debounceMs: 10, registry });
     server.replaceAll(ADDR, [{ name: 'a', version: '1', body: Buffer.from('a@1') }]);
     grpcServer = new grpc.Server();
     const svc = server.service();
@@ -108,10 +112,11 @@ describe('delta xDS server under hostile requests', () => {
       ['wire type 7', Buffer.from([0x0f, 0x01])],
       ['random', Buffer.from(Array.from({ length: 512 }, (_, i) => (i * 131 + 7) % 256))],
     ] as const) {
+      const before = await refusedCount('undecodable');
       const r = await rawStream([bytes]);
       tally.case(`xds ${name}`, { refused: r.code !== 'open' && r.code !== grpc.status.OK });
-      assert.notEqual(r.code, 'open', `${name}: stream still open`);
-      assert.notEqual(r.code, grpc.status.OK, `${name}: ended OK`);
+      assert.equal(r.code, grpc.status.INVALID_ARGUMENT, `${name}: ended with ${String(r.code)}`);
+      assert.equal((await refusedCount('undecodable')) - before, 1, `${name}: refusal counted`);
     }
     await goodClientSynced('undecodable');
   });
@@ -123,7 +128,19 @@ describe('delta xDS server under hostile requests', () => {
     await goodClientSynced('unknown type url');
   });
 
-  test('a request above the gRPC message limit is refused with RESOURCE_EXHAUSTED', async () => {
+  test(`a request above the server's ${MAX_XDS_REQUEST_BYTES}-byte limit is refused with RESOURCE_EXHAUSTED and counted`, async () => {
+    const names = Array.from({ length: 25_000 }, (_, i) => `${'n'.repeat(90)}${i}`);
+    const big = req(ADDR, { resourceNamesSubscribe: names });
+    assert.ok(big.length > MAX_XDS_REQUEST_BYTES && big.length < 4 * 1024 * 1024, `request of ${big.length} bytes`);
+    const before = await refusedCount('too_large');
+    const r = await rawStream([big]);
+    tally.case('xds 2.5 MB request', { refused: r.code === grpc.status.RESOURCE_EXHAUSTED });
+    assert.equal(r.code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.equal((await refusedCount('too_large')) - before, 1, 'the refusal is counted');
+    await goodClientSynced('request over the server limit');
+  });
+
+  test('a request above the gRPC transport limit is refused with RESOURCE_EXHAUSTED', async () => {
     const names = Array.from({ length: 50_000 }, (_, i) => `${'n'.repeat(90)}${i}`);
     const r = await rawStream([req(ADDR, { resourceNamesSubscribe: names })]);
     tally.case('xds 4.5 MB request', { refused: r.code === grpc.status.RESOURCE_EXHAUSTED });
@@ -131,8 +148,8 @@ describe('delta xDS server under hostile requests', () => {
     await goodClientSynced('oversized request');
   });
 
-  test('3 MB of subscriptions to names that do not exist, and 10,000 bogus ACK nonces, are absorbed', async () => {
-    const names = Array.from({ length: 30_000 }, (_, i) => `${'m'.repeat(90)}${i}`);
+  test('1.5 MB of subscriptions to names that do not exist, and 10,000 bogus ACK nonces, are absorbed', async () => {
+    const names = Array.from({ length: 15_000 }, (_, i) => `${'m'.repeat(90)}${i}`);
     const acks = Array.from({ length: 10_000 }, (_, i) => req(ADDR, { resourceNamesSubscribe: [], responseNonce: `bogus-${i}` }));
     const t0 = Date.now();
     const r = await rawStream([req(ADDR, { resourceNamesSubscribe: names }), ...acks], 1500);
