@@ -154,7 +154,10 @@ for (const suite of suites) {
     env.AMBIT_WIRE_AUDIT_DIR = join(auditRoot, suite);
     auditedRun.add(suite);
   }
-  const status = run(`${suite} tests`, process.execPath, [...args, '--test-concurrency=1', '--test-timeout=120000', '--enable-source-maps', dir], { env });
+  // The runner's timeout also bounds each test file as a whole; chaos files run
+  // minutes-long scenarios (root rotation waits for two renewal rounds).
+  const timeoutMs = suite === 'chaos' ? 300_000 : 120_000;
+  const status = run(`${suite} tests`, process.execPath, [...args, '--test-concurrency=1', `--test-timeout=${timeoutMs}`, '--enable-source-maps', dir], { env });
   if (existsSync(tapFile)) addTotals(tapFile);
   if (status !== 0) {
     failedStatus = status;
