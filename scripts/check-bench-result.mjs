@@ -39,9 +39,13 @@ const { f, j } = newest;
 const stale = EXPECTED_SOURCES.filter((s) => !(Date.parse(j.sources?.[s]?.startedAt ?? '') >= sinceMs));
 if (stale.length > 0) fail(`${f} lacks results of this run for: ${stale.join(', ')} (did a benchmark fail?)`);
 if (!Array.isArray(j.headline) || j.headline.length === 0) fail(`${f} has no headline figures`);
-const bad = j.headline.filter((h) => typeof h.value !== 'number' || !Number.isFinite(h.value));
-if (bad.length > 0) fail(`${f} has headline figures without a value: ${bad.map((h) => h.what).join('; ')}`);
+// A figure the report could not compute honestly (e.g. idle memory when a
+// garbage collection ran during the measurement) is left out, not faked; a
+// short run may lose one or two that way, not more.
+const MAX_MISSING = 2;
+const missing = j.headline.filter((h) => typeof h.value !== 'number' || !Number.isFinite(h.value));
+if (missing.length > MAX_MISSING) fail(`${f} lacks ${missing.length} headline figures (at most ${MAX_MISSING}): ${missing.map((h) => h.what).join('; ')}`);
 
-console.log(`bench check: ${f}, ${j.headline.length} headline figures from ${EXPECTED_SOURCES.length} benchmarks, took ${took} s (limit ${maxSeconds} s)`);
-for (const h of j.headline) console.log(`  ${h.what}: ${h.value}${h.unit === 'x' ? '×' : ` ${h.unit}`}`);
+console.log(`bench check: ${f}, ${j.headline.length - missing.length} of ${j.headline.length} headline figures from ${EXPECTED_SOURCES.length} benchmarks, took ${took} s (limit ${maxSeconds} s)`);
+for (const h of j.headline) console.log(`  ${h.what}: ${typeof h.value === 'number' ? `${h.value}${h.unit === 'x' ? '×' : ` ${h.unit}`}` : 'not measured in this run'}`);
 if (took > maxSeconds) fail(`the quick benchmark took ${took} s, over the ${maxSeconds} s limit`);

@@ -233,14 +233,21 @@ function connectionsTable(inpod: Obj): Table | null {
 function idleTable(inpod: Obj): Table | null {
   const is = arr(inpod.idle);
   if (is.length === 0) return null;
-  const total = (p: string): number | null => sumValues(is.find((s) => s.path === p)?.rssMiBPer1kConnections);
+  // A process whose RSS went down while 1,000 connections opened was garbage
+  // collecting what an earlier scenario left: its delta says nothing about
+  // the connections, so the path's total (and its ratio) is not reported.
+  const total = (p: string): number | null => {
+    const per = is.find((s) => s.path === p)?.rssMiBPer1kConnections;
+    if (isObj(per) && Object.values(per).some((v) => typeof v === 'number' && v < 0)) return null;
+    return sumValues(per);
+  };
   const paths = inpodOrder.filter((p) => is.some((s) => s.path === p));
   const peerBest = best(paths.filter((p) => INPOD_PEERS.has(p)).map(total), false);
   return {
     id: 'idle',
     title: 'Memory per 1,000 idle tunnelled connections (RSS MiB)',
     source: 'inpod',
-    note: 'RSS with the connections open minus before, per 1,000, summed over the path’s proxy processes.',
+    note: 'RSS with the connections open minus before, per 1,000, summed over the path’s proxy processes. A path with a negative per-process delta (a garbage collection during the measurement) gets no total.',
     headers: ['path', 'connections open', 'MiB per 1,000 (all proxies)', 'per process', '× best peer'],
     rows: paths.map((p) => {
       const s = is.find((x) => x.path === p) ?? {};

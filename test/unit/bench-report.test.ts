@@ -80,6 +80,19 @@ test('new connections and idle memory: higher rate and lower memory are better',
   assert.deepEqual(row(m, STUNNEL), [STUNNEL, 1000, 160, 'stunnel-client 70.00, stunnel-server 90.00', 1]);
 });
 
+test('idle memory: a path whose process shrank during the measurement (garbage collection) gets no total and no headline', () => {
+  const inputs = readInputs(FIXTURES);
+  const inpod = structuredClone(inputs.inpod) as { idle: Array<{ path: string; rssMiBPer1kConnections: Record<string, number> }> };
+  const mesh = inpod.idle.find((s) => s.path === 'mesh');
+  assert.ok(mesh, 'the fixture has a mesh idle sample');
+  mesh.rssMiBPer1kConnections = { 'node-a': 3.57, 'node-b': -3.27 };
+  const r = buildReport({ ...inputs, inpod }, new Date('2026-01-02T00:00:00Z'));
+  const cells = row(table(r, 'idle'), MESH);
+  assert.equal(cells[2], null, 'no total');
+  assert.equal(cells[4], null, 'no ratio');
+  assert.equal(r.headline.find((h) => h.what.startsWith('L4 mesh idle memory'))?.value, null);
+});
+
 test('CPU per 1,000 requests: summed over the proxies, against the best peer and two ztunnels; anchors as reference rows', () => {
   const t = table(report(), 'cpu');
   assert.deepEqual(row(t, MESH, 'L4 keep-alive @1000/s'), [MESH, 'L4 keep-alive @1000/s', 0.18, 'node-a 0.100, node-b 0.080', 1.8, 1.5]);
