@@ -18,7 +18,7 @@ import { after, before, test } from 'node:test';
 import { FakeClock } from '../../src/common/clock.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { HboneCertificateExpiredError } from '../../src/hbone/errors.js';
-import { HbonePool } from '../../src/hbone/pool.js';
+import { HbonePool, type PoolKey } from '../../src/hbone/pool.js';
 import { HboneServer } from '../../src/hbone/server.js';
 import { connectionValidUntil, type TlsIdentity } from '../../src/hbone/tls-identity.js';
 import { ephemeralCa, issueIdentity } from '../helpers/mesh-certs.js';
@@ -92,6 +92,21 @@ async function roundTrip(t: ClientHttp2Stream, bytes: Buffer): Promise<void> {
   assert.equal(got.digest('hex'), want, 'echoed bytes differ');
 }
 
+/** A server and a pool on loopback, each on its own fake clock starting now; both torn down after `body`. */
+async function withPair(body: (p: { now: number; clientClock: FakeClock; serverClock: FakeClock; pool: HbonePool; key: PoolKey }) => Promise<void>): Promise<void> {
+  const now = Date.now();
+  const clientClock = new FakeClock(now);
+  const serverClock = new FakeClock(now);
+  const { server, port } = await startServer(serverClock);
+  const pool = startPool(clientClock);
+  try {
+    await body({ now, clientClock, serverClock, pool, key: { srcIdentity: clientId.identity, dstIdentities: [serverId.identity], dstHost: '127.0.0.1', dstPort: port } });
+  } finally {
+    pool.destroy();
+    server.destroy();
+  }
+}
+
 const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 50));
 
 test('connectionValidUntil is the earlier notAfter of our leaf and the peer leaf', async () => {
@@ -102,14 +117,8 @@ test('connectionValidUntil is the earlier notAfter of our leaf and the peer leaf
   assert.equal(connectionValidUntil(clientId, undefined), ours);
 });
 
-test('once our certificate expired the pool opens no new tunnel (fail closed); open tunnels finish intact', async () => {
-  const now = Date.now();
-  const clientClock = new FakeClock(now);
-  const serverClock = new FakeClock(now);
-  const { server, port } = await startServer(serverClock);
-  const pool = startPool(clientClock);
-  const key = { srcIdentity: clientId.identity, dstIdentities: [serverId.identity], dstHost: '127.0.0.1', dstPort: port };
-  try {
+test('once our certificate expired the pool opens no new tunnel (fail closed); open tunnels finish intact', () =>
+  withPair(async ({ now, clientClock, pool, key }) => {
     const dialsBefore = sessionsSeen.length;
     const first = await pool.openTunnel(key, `127.0.0.1:${echoPort}`);
     await roundTrip(first, randomBytes(64 * 1024));
@@ -127,20 +136,10 @@ test('once our certificate expired the pool opens no new tunnel (fail closed); o
     // The tunnel opened before expiry still carries bytes intact.
     await roundTrip(first, randomBytes(64 * 1024));
     first.end();
-  } finally {
-    pool.destroy();
-    server.destroy();
-  }
-});
+  }));
 
-test('the server sends GOAWAY when a certificate of a session expires; the open tunnel finishes intact', async () => {
-  const now = Date.now();
-  const clientClock = new FakeClock(now);
-  const serverClock = new FakeClock(now);
-  const { server, port } = await startServer(serverClock);
-  const pool = startPool(clientClock);
-  const key = { srcIdentity: clientId.identity, dstIdentities: [serverId.identity], dstHost: '127.0.0.1', dstPort: port };
-  try {
+test('the server sends GOAWAY when a certificate of a session expires; the open tunnel finishes intact', () =>
+  withPair(async ({ now, serverClock, pool, key }) => {
     const dialsBefore = sessionsSeen.length;
     const first = await pool.openTunnel(key, `127.0.0.1:${echoPort}`);
     await roundTrip(first, randomBytes(32 * 1024));
@@ -153,8 +152,4 @@ test('the server sends GOAWAY when a certificate of a session expires; the open 
     await roundTrip(first, randomBytes(32 * 1024));
     first.end();
     next.destroy();
-  } finally {
-    pool.destroy();
-    server.destroy();
-  }
-});
+  }));
